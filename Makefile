@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test venv lint unit bench
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/peers/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+	touch $@
+
+demo:
+	scripts/demo
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Everything: formatting, lints, unit tests, end-to-end tests against moto.
+test: venv
+	cargo fmt --all -- --check
+	DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) cargo test --workspace --locked
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+bench: venv
+	cargo bench --bench throughput

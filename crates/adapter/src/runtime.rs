@@ -1,0 +1,183 @@
+//! Wiring: configuration in, a running adapter out, until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamodb_source_delivery::metrics::DeliveryMetrics;
+use dynamodb_source_delivery::sink::{self, Sink};
+use dynamodb_source_delivery::{Deliverer, EventFactory};
+use dynamodb_source_stream::checkpoint::{CheckpointError, CheckpointStore};
+use dynamodb_source_stream::metrics::StreamMetrics;
+use dynamodb_source_stream::{FileCheckpointStore, StreamClient};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use url::Url;
+
+use crate::ops::{self, Health};
+use crate::progress::{Progress, ProgressMetrics};
+use crate::settings::{CheckpointLocation, Config};
+use crate::supervisor::Supervisor;
+use crate::worker::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("serving metrics and health on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Waits until something answers on the sink's host and port, so readiness
+/// means events can flow; a TCP connection is enough and sends nothing.
+async fn probe_sink(url: Url, health: Arc<Health>, stop: CancellationToken) {
+    let Some(host) = url.host_str().map(str::to_owned) else {
+        return;
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+            Ok(_) => {
+                health.sink_reachable();
+                info!(sink = %url, "the sink is reachable");
+                return;
+            }
+            Err(e) => warn!(sink = %url, error = %e, "the sink is not reachable yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.cancelled() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Runs the adapter until `shutdown` is cancelled, then flushes progress.
+///
+/// `on_listening` learns the address the operations server bound (useful when
+/// `METRICS_PORT` is 0).
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), AdapterError> {
+    let mut registry = Registry::default();
+    let stream_metrics = StreamMetrics::default();
+    let delivery_metrics = DeliveryMetrics::default();
+    let progress_metrics = ProgressMetrics::default();
+    stream_metrics.register(&mut registry);
+    delivery_metrics.register(&mut registry);
+    progress_metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Arc::new(Health::default());
+
+    let ops_stop = CancellationToken::new();
+    let (addr, ops_task) = ops::serve(
+        config.metrics_addr,
+        registry,
+        health.clone(),
+        ops_stop.clone(),
+    )
+    .await
+    .map_err(|source| AdapterError::Bind {
+        addr: config.metrics_addr,
+        source,
+    })?;
+    on_listening(addr);
+
+    let store: Arc<dyn CheckpointStore> = match &config.checkpoint {
+        CheckpointLocation::File(path) => Arc::new(FileCheckpointStore::new(path)),
+    };
+    let loaded = store.load().await?;
+    if let Some(checkpoint) = &loaded {
+        if checkpoint.stream_arn.table() != config.arn.table() {
+            return Err(CheckpointError::OtherTable {
+                location: store.location(),
+                found: checkpoint.stream_arn.table().to_string(),
+                expected: config.arn.table().to_string(),
+            }
+            .into());
+        }
+        info!(checkpoint = %store.location(), shards = checkpoint.shards.len(), "resuming from the checkpoint");
+    } else {
+        info!(checkpoint = %store.location(), position = %config.starting_position, "no checkpoint: first start");
+    }
+    let progress = Arc::new(Progress::new(store, loaded, progress_metrics));
+
+    let http = sink::http_client(config.ca_certs.as_deref())?;
+    let deliverer = Deliverer::new(
+        Sink::new(http.clone(), config.sink.clone()),
+        config
+            .dead_letter_sink
+            .clone()
+            .map(|url| Sink::new(http.clone(), url)),
+        config.delivery.clone(),
+        delivery_metrics.clone(),
+    );
+    let sdk = crate::aws::sdk_config(
+        &config.region,
+        config.endpoint.as_ref(),
+        config.assume_role_arn.as_deref(),
+    )
+    .await;
+    let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk));
+
+    let shared = Arc::new(Shared {
+        factory: EventFactory::new(
+            config.arn.table(),
+            config.payload_format,
+            config.overrides.clone(),
+        ),
+        deliverer,
+        filter: config.event_names,
+        progress: progress.clone(),
+        stream_metrics,
+        delivery_metrics,
+        idle_poll_max: config.idle_poll_max,
+    });
+
+    let writer_stop = CancellationToken::new();
+    let writer = {
+        let progress = progress.clone();
+        let stop = writer_stop.clone();
+        tokio::spawn(async move { progress.write_loop(stop).await })
+    };
+    let probe = tokio::spawn(probe_sink(
+        config.sink.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+
+    info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, "adapter started");
+    Supervisor {
+        client,
+        arn: config.arn.clone(),
+        starting_position: config.starting_position,
+        shared,
+        health,
+        max_shards: config.max_shards,
+        discovery_interval: config.discovery_interval,
+        shutdown_timeout: config.shutdown_timeout,
+    }
+    .run(shutdown.clone())
+    .await;
+
+    probe.abort();
+    writer_stop.cancel();
+    let _ = writer.await;
+    if let Err(e) = progress.flush().await {
+        error!(error = %e, "the final checkpoint could not be saved; records since the last save will be delivered again");
+    } else {
+        info!("checkpoint saved; adapter stopped");
+    }
+    ops_stop.cancel();
+    let _ = ops_task.await;
+    Ok(())
+}

@@ -1,0 +1,479 @@
+//! The adapter's configuration, parsed once from its environment (each
+//! variable also a flag). This is the contract the controller writes into the
+//! adapter's Deployment, so the names are fixed.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dynamodb_source_api::{EventNameFilter, PayloadFormat, SourceArn, StartingPosition};
+use dynamodb_source_delivery::CeOverrides;
+use dynamodb_source_delivery::policy::{self, BackoffPolicy, DeliveryPolicy};
+use url::Url;
+
+/// One setting that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct SettingError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl std::fmt::Display) -> SettingError {
+    SettingError {
+        setting,
+        message: message.to_string(),
+    }
+}
+
+/// The settings as text, straight from the environment or the command line.
+/// Empty values count as unset, as Kubernetes may write them.
+#[derive(Debug, Clone, Default)]
+pub struct RawSettings {
+    pub k_sink: Option<String>,
+    pub arn: Option<String>,
+    pub aws_region: Option<String>,
+    pub aws_endpoint_url: Option<String>,
+    pub aws_assume_role_arn: Option<String>,
+    pub starting_position: Option<String>,
+    pub checkpoint_file: Option<String>,
+    pub payload_format: Option<String>,
+    pub event_names: Option<String>,
+    pub k_ce_overrides: Option<String>,
+    pub delivery_retry: Option<String>,
+    pub delivery_backoff_policy: Option<String>,
+    pub delivery_backoff_delay: Option<String>,
+    pub delivery_timeout: Option<String>,
+    pub k_dead_letter_sink: Option<String>,
+    pub k_ca_certs: Option<String>,
+    pub metrics_port: Option<String>,
+    pub log_format: Option<String>,
+    pub max_shards: Option<String>,
+    pub idle_poll_max: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// Where progress is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointLocation {
+    File(PathBuf),
+}
+
+/// The adapter's configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sink: Url,
+    pub arn: SourceArn,
+    pub region: String,
+    pub endpoint: Option<Url>,
+    pub assume_role_arn: Option<String>,
+    pub starting_position: StartingPosition,
+    pub checkpoint: CheckpointLocation,
+    pub payload_format: PayloadFormat,
+    pub event_names: EventNameFilter,
+    pub overrides: CeOverrides,
+    pub delivery: DeliveryPolicy,
+    pub dead_letter_sink: Option<Url>,
+    pub ca_certs: Option<Vec<u8>>,
+    pub metrics_addr: SocketAddr,
+    pub log_format: LogFormat,
+    /// Shards read at once by this process.
+    pub max_shards: usize,
+    /// The longest wait between two reads of an idle shard: the worst added latency.
+    pub idle_poll_max: Duration,
+    /// How long shutdown waits for in-flight deliveries before abandoning them.
+    pub shutdown_timeout: Duration,
+    /// How often the stream is described to find new shards.
+    pub discovery_interval: Duration,
+}
+
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn http_url(setting: &'static str, value: &str) -> Result<Url, SettingError> {
+    let url =
+        Url::parse(value).map_err(|e| invalid(setting, format!("{value:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(invalid(
+            setting,
+            format!("{value:?} is not an http(s) URL with a host"),
+        )),
+    }
+}
+
+fn duration(setting: &'static str, value: &str) -> Result<Duration, SettingError> {
+    policy::parse_duration(value).map_err(|e| invalid(setting, e))
+}
+
+impl Config {
+    pub fn from_raw(raw: &RawSettings) -> Result<Config, SettingError> {
+        let sink = present(&raw.k_sink)
+            .ok_or_else(|| invalid("K_SINK", "missing: the URL events are sent to"))
+            .and_then(|v| http_url("K_SINK", v))?;
+        let arn: SourceArn = present(&raw.arn)
+            .ok_or_else(|| invalid("ARN", "missing: the DynamoDB table ARN"))?
+            .parse()
+            .map_err(|e| invalid("ARN", e))?;
+        let region = present(&raw.aws_region)
+            .unwrap_or(arn.table().region())
+            .to_owned();
+        let endpoint = present(&raw.aws_endpoint_url)
+            .map(|v| http_url("AWS_ENDPOINT_URL", v))
+            .transpose()?;
+        let assume_role_arn = present(&raw.aws_assume_role_arn)
+            .map(|role| {
+                let valid =
+                    role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/");
+                if valid {
+                    Ok(role.to_owned())
+                } else {
+                    Err(invalid(
+                        "AWS_ASSUME_ROLE_ARN",
+                        format!(
+                            "{role:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
+                        ),
+                    ))
+                }
+            })
+            .transpose()?;
+        let starting_position = present(&raw.starting_position)
+            .map(|v| v.parse().map_err(|e| invalid("STARTING_POSITION", e)))
+            .transpose()?
+            .unwrap_or_default();
+        let checkpoint = CheckpointLocation::File(
+            present(&raw.checkpoint_file)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(format!("{}.checkpoint.json", arn.table().table()))
+                }),
+        );
+        let payload_format = present(&raw.payload_format)
+            .map(|v| v.parse().map_err(|e| invalid("PAYLOAD_FORMAT", e)))
+            .transpose()?
+            .unwrap_or_default();
+        let event_names = present(&raw.event_names)
+            .map(|v| v.parse().map_err(|e| invalid("EVENT_NAMES", e)))
+            .transpose()?
+            .unwrap_or_default();
+        let overrides = present(&raw.k_ce_overrides)
+            .map(|v| {
+                v.parse::<CeOverrides>()
+                    .map_err(|e| invalid("K_CE_OVERRIDES", e))
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let mut delivery = DeliveryPolicy::default();
+        if let Some(retry) = present(&raw.delivery_retry) {
+            delivery.retry = Some(retry.parse::<u32>().map_err(|_| {
+                invalid(
+                    "DELIVERY_RETRY",
+                    format!("{retry:?} is not a whole number of retries"),
+                )
+            })?);
+        }
+        if let Some(policy) = present(&raw.delivery_backoff_policy) {
+            delivery.backoff_policy = policy
+                .parse::<BackoffPolicy>()
+                .map_err(|e| invalid("DELIVERY_BACKOFF_POLICY", e))?;
+        }
+        if let Some(delay) = present(&raw.delivery_backoff_delay) {
+            delivery.backoff_delay = duration("DELIVERY_BACKOFF_DELAY", delay)?;
+        }
+        if let Some(timeout) = present(&raw.delivery_timeout) {
+            delivery.timeout = duration("DELIVERY_TIMEOUT", timeout)?;
+            if delivery.timeout.is_zero() {
+                return Err(invalid("DELIVERY_TIMEOUT", "must be longer than zero"));
+            }
+        }
+        let dead_letter_sink = present(&raw.k_dead_letter_sink)
+            .map(|v| http_url("K_DEAD_LETTER_SINK", v))
+            .transpose()?;
+        let ca_certs = present(&raw.k_ca_certs)
+            .map(|pem| {
+                if pem.contains("-----BEGIN CERTIFICATE-----") {
+                    Ok(pem.as_bytes().to_vec())
+                } else {
+                    Err(invalid(
+                        "K_CA_CERTS",
+                        "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    ))
+                }
+            })
+            .transpose()?;
+        let metrics_port = present(&raw.metrics_port)
+            .map(|v| {
+                v.parse::<u16>().map_err(|_| {
+                    invalid(
+                        "METRICS_PORT",
+                        format!("{v:?} is not a port number (0-65535)"),
+                    )
+                })
+            })
+            .transpose()?
+            .unwrap_or(9090);
+        let log_format = match present(&raw.log_format) {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not one of json, text"),
+                ));
+            }
+        };
+        let max_shards = present(&raw.max_shards)
+            .map(|v| match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(invalid(
+                    "MAX_SHARDS",
+                    format!("{v:?} is not a positive whole number"),
+                )),
+            })
+            .transpose()?
+            .unwrap_or(64);
+        let idle_poll_max = present(&raw.idle_poll_max)
+            .map(|v| duration("IDLE_POLL_MAX", v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(1));
+        let shutdown_timeout = present(&raw.shutdown_timeout)
+            .map(|v| duration("SHUTDOWN_TIMEOUT", v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(20));
+        Ok(Config {
+            sink,
+            arn,
+            region,
+            endpoint,
+            assume_role_arn,
+            starting_position,
+            checkpoint,
+            payload_format,
+            event_names,
+            overrides,
+            delivery,
+            dead_letter_sink,
+            ca_certs,
+            metrics_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, metrics_port)),
+            log_format,
+            max_shards,
+            idle_poll_max,
+            shutdown_timeout,
+            discovery_interval: Duration::from_secs(10),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> RawSettings {
+        RawSettings {
+            k_sink: Some("http://127.0.0.1:8080/".into()),
+            arn: Some("arn:aws:dynamodb:eu-west-1:123456789012:table/orders".into()),
+            ..RawSettings::default()
+        }
+    }
+
+    #[test]
+    fn minimal_settings_take_documented_defaults() {
+        let config = Config::from_raw(&minimal()).expect("valid");
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.starting_position, StartingPosition::Latest);
+        assert_eq!(config.payload_format, PayloadFormat::Aws);
+        assert_eq!(
+            config.checkpoint,
+            CheckpointLocation::File(PathBuf::from("orders.checkpoint.json"))
+        );
+        assert_eq!(config.metrics_addr.port(), 9090);
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let raw = RawSettings {
+            aws_region: Some("us-east-2".into()),
+            aws_endpoint_url: Some("http://127.0.0.1:5000".into()),
+            starting_position: Some("TRIM_HORIZON".into()),
+            checkpoint_file: Some("/tmp/cp.json".into()),
+            payload_format: Some("Plain".into()),
+            event_names: Some("INSERT".into()),
+            k_ce_overrides: Some(r#"{"extensions":{"team":"a"}}"#.into()),
+            delivery_retry: Some("3".into()),
+            delivery_backoff_policy: Some("linear".into()),
+            delivery_backoff_delay: Some("PT1S".into()),
+            delivery_timeout: Some("PT5S".into()),
+            k_dead_letter_sink: Some("http://127.0.0.1:9/dls".into()),
+            metrics_port: Some("0".into()),
+            log_format: Some("text".into()),
+            ..minimal()
+        };
+        let config = Config::from_raw(&raw).expect("valid");
+        assert_eq!(config.region, "us-east-2");
+        assert_eq!(config.starting_position, StartingPosition::TrimHorizon);
+        assert_eq!(config.delivery.retry, Some(3));
+        assert_eq!(config.delivery.backoff_policy, BackoffPolicy::Linear);
+        assert_eq!(config.delivery.backoff_delay, Duration::from_secs(1));
+        assert_eq!(config.delivery.timeout, Duration::from_secs(5));
+        assert!(config.dead_letter_sink.is_some());
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let raw = RawSettings {
+            payload_format: Some(String::new()),
+            ..minimal()
+        };
+        assert_eq!(
+            Config::from_raw(&raw).expect("valid").payload_format,
+            PayloadFormat::Aws
+        );
+    }
+
+    #[test]
+    fn each_bad_setting_names_itself() {
+        let cases: Vec<(RawSettings, &str)> = vec![
+            (
+                RawSettings {
+                    k_sink: None,
+                    ..minimal()
+                },
+                "invalid setting K_SINK: missing",
+            ),
+            (
+                RawSettings {
+                    k_sink: Some("ftp://x".into()),
+                    ..minimal()
+                },
+                "invalid setting K_SINK:",
+            ),
+            (
+                RawSettings {
+                    arn: None,
+                    ..minimal()
+                },
+                "invalid setting ARN: missing",
+            ),
+            (
+                RawSettings {
+                    arn: Some("arn:aws:s3:::bucket".into()),
+                    ..minimal()
+                },
+                "invalid setting ARN:",
+            ),
+            (
+                RawSettings {
+                    starting_position: Some("EARLIEST".into()),
+                    ..minimal()
+                },
+                "invalid setting STARTING_POSITION:",
+            ),
+            (
+                RawSettings {
+                    payload_format: Some("xml".into()),
+                    ..minimal()
+                },
+                "invalid setting PAYLOAD_FORMAT:",
+            ),
+            (
+                RawSettings {
+                    event_names: Some("INSERT,DELETE".into()),
+                    ..minimal()
+                },
+                "invalid setting EVENT_NAMES:",
+            ),
+            (
+                RawSettings {
+                    k_ce_overrides: Some(r#"{"extensions":{"id":"x"}}"#.into()),
+                    ..minimal()
+                },
+                "invalid setting K_CE_OVERRIDES:",
+            ),
+            (
+                RawSettings {
+                    delivery_retry: Some("-1".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_RETRY:",
+            ),
+            (
+                RawSettings {
+                    delivery_backoff_policy: Some("random".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_BACKOFF_POLICY:",
+            ),
+            (
+                RawSettings {
+                    delivery_backoff_delay: Some("1s".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_BACKOFF_DELAY:",
+            ),
+            (
+                RawSettings {
+                    delivery_timeout: Some("PT0S".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_TIMEOUT:",
+            ),
+            (
+                RawSettings {
+                    k_dead_letter_sink: Some("nope".into()),
+                    ..minimal()
+                },
+                "invalid setting K_DEAD_LETTER_SINK:",
+            ),
+            (
+                RawSettings {
+                    k_ca_certs: Some("garbage".into()),
+                    ..minimal()
+                },
+                "invalid setting K_CA_CERTS:",
+            ),
+            (
+                RawSettings {
+                    metrics_port: Some("70000".into()),
+                    ..minimal()
+                },
+                "invalid setting METRICS_PORT:",
+            ),
+            (
+                RawSettings {
+                    log_format: Some("xml".into()),
+                    ..minimal()
+                },
+                "invalid setting LOG_FORMAT:",
+            ),
+            (
+                RawSettings {
+                    aws_endpoint_url: Some("localhost:4566".into()),
+                    ..minimal()
+                },
+                "invalid setting AWS_ENDPOINT_URL:",
+            ),
+            (
+                RawSettings {
+                    aws_assume_role_arn: Some("role".into()),
+                    ..minimal()
+                },
+                "invalid setting AWS_ASSUME_ROLE_ARN:",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let err = Config::from_raw(&raw).expect_err(expected).to_string();
+            assert!(err.starts_with(expected), "{err} (expected {expected})");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+}

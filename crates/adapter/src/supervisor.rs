@@ -1,0 +1,237 @@
+//! Finds the table's stream and its shards, and keeps one task running per
+//! readable shard: parents before children, at most `max_shards` at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
+use dynamodb_source_stream::checkpoint::Checkpoint;
+use dynamodb_source_stream::lineage::{self, Origin};
+use dynamodb_source_stream::{
+    ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ops::Health;
+use crate::worker::{ShardExit, ShardTask, Shared};
+
+pub struct Supervisor {
+    pub client: StreamClient,
+    pub arn: SourceArn,
+    pub starting_position: StartingPosition,
+    pub shared: Arc<Shared>,
+    pub health: Arc<Health>,
+    pub max_shards: usize,
+    pub discovery_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+struct Running {
+    handle: JoinHandle<()>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+impl Supervisor {
+    /// Runs until `cancel`; then gives shard tasks `shutdown_timeout` to finish
+    /// their in-flight delivery before abandoning them.
+    pub async fn run(self, cancel: CancellationToken) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ShardId, ShardExit)>();
+        let mut running: HashMap<ShardId, Running> = HashMap::new();
+        let mut origin = match self.shared.progress.snapshot() {
+            Some(_) => Origin::Resumed,
+            None => Origin::FirstStart(self.starting_position),
+        };
+        let mut failures = 0u32;
+        while !cancel.is_cancelled() {
+            let wait = match self
+                .discover(&mut origin, &mut running, &done_tx, &cancel)
+                .await
+            {
+                Ok(()) => {
+                    failures = 0;
+                    self.discovery_interval
+                }
+                Err(problem) => {
+                    failures = failures.saturating_add(1);
+                    let wait = Duration::from_secs(2)
+                        .saturating_mul(failures)
+                        .min(Duration::from_secs(60));
+                    warn!(%problem, retry_in = ?wait, "the stream cannot be read yet");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some((shard, exit)) = done_rx.recv() => {
+                    running.remove(&shard);
+                    match exit {
+                        ShardExit::Finished => {}
+                        ShardExit::Gone(reason) => warn!(shard = %shard, %reason, "shard is gone"),
+                        ShardExit::Cancelled => {}
+                    }
+                    // Drain whatever else finished so one rediscovery covers them.
+                    while let Ok((shard, _)) = done_rx.try_recv() {
+                        running.remove(&shard);
+                    }
+                }
+                _ = cancel.cancelled() => break,
+            }
+        }
+        info!(shards = running.len(), timeout = ?self.shutdown_timeout, "stopping shard tasks");
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        for (shard, task) in running {
+            let abort = task.handle.abort_handle();
+            if tokio::time::timeout_at(deadline, task.handle)
+                .await
+                .is_err()
+            {
+                warn!(shard = %shard, "abandoning an in-flight delivery at shutdown; it will be redelivered");
+                abort.abort();
+            }
+        }
+    }
+
+    /// The stream to read now: the pinned one, the one being drained, or the
+    /// table's newest.
+    async fn choose_stream(
+        &self,
+        origin: &mut Origin,
+    ) -> Result<Option<(StreamArn, StreamInfo)>, StreamError> {
+        if let SourceArn::Stream(pinned) = &self.arn {
+            if self
+                .shared
+                .progress
+                .snapshot()
+                .is_some_and(|c| c.stream_arn != *pinned)
+            {
+                warn!(stream = %pinned, "the checkpoint belongs to another stream; starting this one afresh");
+                self.shared
+                    .progress
+                    .replace(Checkpoint::new(pinned.clone()));
+                *origin = Origin::FirstStart(self.starting_position);
+            }
+            let info = self.client.describe(pinned).await?;
+            return Ok(Some((pinned.clone(), info)));
+        }
+        let table = self.arn.table().table();
+        let newest = self.client.current_stream(table).await?;
+        let checkpointed = self.shared.progress.snapshot().map(|c| c.stream_arn);
+        match (checkpointed, newest) {
+            (None, None) => Ok(None),
+            (None, Some(newest)) => {
+                let info = self.client.describe(&newest).await?;
+                Ok(Some((newest, info)))
+            }
+            (Some(current), newest) => {
+                let info = match self.client.describe(&current).await {
+                    Ok(info) => Some(info),
+                    Err(StreamError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                let drained =
+                    match &info {
+                        None => true,
+                        Some(info) => {
+                            info.status == StreamStatus::Disabled
+                                && self.shared.progress.snapshot().is_some_and(|c| {
+                                    info.shards.iter().all(|s| c.is_finished(&s.id))
+                                })
+                        }
+                    };
+                match (info, newest) {
+                    (Some(info), newest) if !drained || newest.as_ref() == Some(&current) => {
+                        Ok(Some((current, info)))
+                    }
+                    (_, Some(newest)) => {
+                        info!(old = %current, new = %newest, "the table's stream changed; the old one is read to its end, reading the new one from its beginning");
+                        self.shared
+                            .progress
+                            .replace(Checkpoint::new(newest.clone()));
+                        *origin = Origin::Resumed;
+                        let info = self.client.describe(&newest).await?;
+                        Ok(Some((newest, info)))
+                    }
+                    (Some(info), None) => Ok(Some((current, info))),
+                    (None, None) => Ok(None),
+                }
+            }
+        }
+    }
+
+    async fn discover(
+        &self,
+        origin: &mut Origin,
+        running: &mut HashMap<ShardId, Running>,
+        done: &mpsc::UnboundedSender<(ShardId, ShardExit)>,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let chosen = self
+            .choose_stream(origin)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some((stream, info)) = chosen else {
+            self.health.stream_described(false);
+            return Err(format!(
+                "table {} has no stream: enable DynamoDB Streams on it",
+                self.arn.table()
+            ));
+        };
+        self.health.stream_described(true);
+        if info.status != StreamStatus::Enabled && info.shards.is_empty() {
+            return Err(format!(
+                "stream {stream} is {:?} and has no shards",
+                info.status
+            ));
+        }
+        if self.shared.progress.snapshot().is_none() {
+            self.shared
+                .progress
+                .replace(Checkpoint::new(stream.clone()));
+        }
+        let Some(checkpoint) = self.shared.progress.snapshot() else {
+            return Ok(());
+        };
+        let listed: HashSet<ShardId> = info.shards.iter().map(|s| s.id.clone()).collect();
+        self.shared.progress.retain_shards(|id| listed.contains(id));
+        let busy: HashSet<ShardId> = running.keys().cloned().collect();
+        let plan = lineage::plan(&info.shards, &checkpoint, &busy, *origin, now_unix());
+        self.shared.progress.record(plan.record);
+        *origin = Origin::Resumed;
+
+        let free = self.max_shards.saturating_sub(running.len());
+        for assignment in plan.start.into_iter().take(free) {
+            info!(shard = %assignment.shard, start = ?assignment.start, "reading shard");
+            let task = ShardTask {
+                reader: ShardReader::new(
+                    self.client.clone(),
+                    stream.clone(),
+                    assignment.shard.clone(),
+                    assignment.start,
+                    self.shared.stream_metrics.clone(),
+                ),
+                stream: stream.clone(),
+                skip_created_before: assignment.skip_created_before,
+                shared: self.shared.clone(),
+                cancel: cancel.child_token(),
+            };
+            let done = done.clone();
+            let shard = assignment.shard.clone();
+            let handle = tokio::spawn(async move {
+                let exit = task.run().await;
+                let _ = done.send((shard, exit));
+            });
+            running.insert(assignment.shard, Running { handle });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! One shard's task: read a batch, deliver its records in order, record
+//! progress, repeat until the shard ends, disappears or shutdown comes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dynamodb_source_api::{EventNameFilter, StreamArn};
+use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
+use dynamodb_source_delivery::{Deliverer, EventFactory, Outcome};
+use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
+use dynamodb_source_stream::{MalformedRecord, ShardId, ShardReader, StreamRecord};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::progress::Progress;
+
+/// Why a shard task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardExit {
+    /// Read to its end; its children may start.
+    Finished,
+    /// The shard (or its stream) no longer exists.
+    Gone(String),
+    /// Shutdown.
+    Cancelled,
+}
+
+/// What every shard task shares.
+pub struct Shared {
+    pub factory: EventFactory,
+    pub deliverer: Deliverer,
+    pub filter: EventNameFilter,
+    pub progress: Arc<Progress>,
+    pub stream_metrics: StreamMetrics,
+    pub delivery_metrics: DeliveryMetrics,
+    pub idle_poll_max: Duration,
+}
+
+pub struct ShardTask {
+    pub reader: ShardReader,
+    pub stream: StreamArn,
+    pub skip_created_before: Option<i64>,
+    pub shared: Arc<Shared>,
+    pub cancel: CancellationToken,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl ShardTask {
+    fn shard(&self) -> ShardId {
+        self.reader.shard().clone()
+    }
+
+    fn observe_age(&self, record: &StreamRecord) {
+        if let Some(created) = record.approximate_creation {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default();
+            self.shared
+                .stream_metrics
+                .iterator_age_seconds
+                .get_or_create(&ShardLabels {
+                    shard: self.reader.shard().to_string(),
+                })
+                .set((now - created.as_secs_f64()).max(0.0));
+        }
+    }
+
+    pub async fn run(mut self) -> ShardExit {
+        let shard = self.shard();
+        let mut idle = Duration::ZERO;
+        loop {
+            let batch = tokio::select! {
+                batch = self.reader.next_batch() => batch,
+                _ = self.cancel.cancelled() => return ShardExit::Cancelled,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(gone) => return ShardExit::Gone(gone.reason),
+            };
+            if let Some(trimmed) = &batch.trimmed {
+                error!(shard = %shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
+            }
+            let empty = batch.records.is_empty();
+            for record in batch.records {
+                if self.cancel.is_cancelled() {
+                    return ShardExit::Cancelled;
+                }
+                let step = match record {
+                    Ok(record) => self.handle(record).await,
+                    Err(malformed) => self.handle_malformed(malformed).await,
+                };
+                if let Step::Stop = step {
+                    return ShardExit::Cancelled;
+                }
+            }
+            if batch.end_of_shard {
+                info!(shard = %shard, "shard read to its end");
+                self.shared.progress.finish(&shard);
+                return ShardExit::Finished;
+            }
+            if empty {
+                self.shared
+                    .stream_metrics
+                    .iterator_age_seconds
+                    .get_or_create(&ShardLabels {
+                        shard: shard.to_string(),
+                    })
+                    .set(0.0);
+                // Idle shards are polled less and less often, down to one read per
+                // `idle_poll_max`, which bounds the latency this adds.
+                idle = (idle * 2).clamp(Duration::from_millis(50), self.shared.idle_poll_max);
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = self.cancel.cancelled() => return ShardExit::Cancelled,
+                }
+            } else {
+                idle = Duration::ZERO;
+            }
+        }
+    }
+
+    async fn handle(&self, record: StreamRecord) -> Step {
+        self.observe_age(&record);
+        let shard = self.reader.shard();
+        let skip_old = self
+            .skip_created_before
+            .zip(record.approximate_creation)
+            .is_some_and(|(since, created)| created.secs() < since);
+        if skip_old {
+            self.shared.progress.advance(shard, &record.sequence_number);
+            return Step::Continue;
+        }
+        if !self.shared.filter.admits(record.event_name) {
+            self.shared.delivery_metrics.event(EventResult::Filtered);
+            self.shared.progress.advance(shard, &record.sequence_number);
+            return Step::Continue;
+        }
+        let outcome = match self.shared.factory.build(&record, &self.stream) {
+            Ok(event) => self.shared.deliverer.deliver(event, &self.cancel).await,
+            Err(e) => {
+                let event = self.shared.factory.malformed(
+                    &record.event_id,
+                    &e.to_string(),
+                    &format!("{record:?}"),
+                );
+                error!(shard = %shard, id = %record.event_id, error = %e, "the record cannot be turned into an event");
+                self.dead_letter_malformed(event, &e.to_string()).await
+            }
+        };
+        match outcome {
+            Outcome::Cancelled => Step::Stop,
+            Outcome::Delivered | Outcome::DeadLettered => {
+                self.shared.progress.advance(shard, &record.sequence_number);
+                Step::Continue
+            }
+        }
+    }
+
+    async fn handle_malformed(&self, malformed: MalformedRecord) -> Step {
+        error!(shard = %self.reader.shard(), error = %malformed, raw = %malformed.raw, "malformed stream record");
+        let event = self.shared.factory.from_malformed(&malformed);
+        match self.dead_letter_malformed(event, &malformed.reason).await {
+            Outcome::Cancelled => Step::Stop,
+            Outcome::Delivered | Outcome::DeadLettered => {
+                if let Some(seq) = &malformed.sequence_number {
+                    self.shared.progress.advance(self.reader.shard(), seq);
+                }
+                Step::Continue
+            }
+        }
+    }
+
+    /// A malformed record never becomes well formed: it goes to the dead-letter
+    /// sink, or, without one, is logged, counted and passed over so the shard
+    /// does not stall forever.
+    async fn dead_letter_malformed(&self, event: cloudevents::Event, reason: &str) -> Outcome {
+        if self.shared.deliverer.has_dead_letter_sink() {
+            self.shared
+                .deliverer
+                .dead_letter_malformed(event, reason, &self.cancel)
+                .await
+        } else {
+            self.shared.delivery_metrics.event(EventResult::Dropped);
+            error!(
+                reason,
+                "no dead-letter sink configured: the malformed record is logged above and skipped"
+            );
+            Outcome::DeadLettered
+        }
+    }
+}

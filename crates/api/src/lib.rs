@@ -1,0 +1,14 @@
+//! The vocabulary shared by every part of dynamodb-source.
+//!
+//! These types are parsed once at a boundary (an environment variable, a
+//! custom resource field) and trusted everywhere else, so a malformed value
+//! is reported where it was written rather than deep inside the adapter.
+
+pub mod arn;
+pub mod options;
+
+pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
+pub use options::{EventName, EventNameFilter, OptionError, PayloadFormat, StartingPosition};
+
+/// The CloudEvent type of every event the source emits.
+pub const EVENT_TYPE: &str = "com.amazon.dynamodb.stream_record";

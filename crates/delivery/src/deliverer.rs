@@ -1,0 +1,227 @@
+//! Delivering one event: retried until the sink or the dead-letter sink has
+//! it. Nothing is dropped: without a dead-letter sink, retries never stop.
+
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloudevents::{AttributesReader, Event};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use crate::metrics::{
+    AttemptLabels, AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
+};
+use crate::policy::DeliveryPolicy;
+use crate::sink::{Attempt, Sink};
+
+/// How an event left the adapter's hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    DeadLettered,
+    /// Shutdown came first; the event was not acknowledged and will be read again.
+    Cancelled,
+}
+
+/// Why an event goes to the dead-letter sink, carried on it as Knative does.
+struct Failure {
+    reason: DeadLetterReason,
+    status: Option<u16>,
+    body: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    sink: Sink,
+    dead_letter: Option<Sink>,
+    policy: DeliveryPolicy,
+    metrics: DeliveryMetrics,
+}
+
+impl Deliverer {
+    pub fn new(
+        sink: Sink,
+        dead_letter: Option<Sink>,
+        policy: DeliveryPolicy,
+        metrics: DeliveryMetrics,
+    ) -> Self {
+        Deliverer {
+            sink,
+            dead_letter,
+            policy,
+            metrics,
+        }
+    }
+
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    pub fn has_dead_letter_sink(&self) -> bool {
+        self.dead_letter.is_some()
+    }
+
+    fn count_attempt(&self, attempt: &Attempt) {
+        let (outcome, code) = match attempt {
+            Attempt::Acknowledged(status) => (AttemptOutcome::Acknowledged, status.to_string()),
+            Attempt::Retryable { status, .. } => (
+                AttemptOutcome::Retryable,
+                status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            ),
+            Attempt::Rejected { status, .. } => (AttemptOutcome::Rejected, status.to_string()),
+        };
+        self.metrics
+            .attempts
+            .get_or_create(&AttemptLabels { outcome, code })
+            .inc();
+    }
+
+    /// Delivers `event` to the sink, or to the dead-letter sink when the sink
+    /// refuses it or retries are exhausted.
+    pub async fn deliver(&self, event: Event, cancel: &CancellationToken) -> Outcome {
+        let started = Instant::now();
+        let mut retry = 0u32;
+        let failure = loop {
+            let attempt = self.sink.send(event.clone(), self.policy.timeout).await;
+            self.count_attempt(&attempt);
+            match attempt {
+                Attempt::Acknowledged(_) => {
+                    self.metrics
+                        .latency
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.event(EventResult::Delivered);
+                    return Outcome::Delivered;
+                }
+                Attempt::Rejected { status, body } => {
+                    warn!(id = event.id(), status, %body, "the sink rejected the event");
+                    let failure = Failure {
+                        reason: DeadLetterReason::Rejected,
+                        status: Some(status),
+                        body,
+                    };
+                    if self.dead_letter.is_some() {
+                        break failure;
+                    }
+                    // No dead-letter sink: keep the shard waiting rather than lose the event.
+                    retry = retry.saturating_add(1);
+                    error!(
+                        id = event.id(),
+                        retry,
+                        "no dead-letter sink configured; retrying a rejected event so it is not lost"
+                    );
+                    if !self.pause(retry, None, cancel).await {
+                        return Outcome::Cancelled;
+                    }
+                }
+                Attempt::Retryable {
+                    status,
+                    retry_after,
+                    reason,
+                } => {
+                    retry = retry.saturating_add(1);
+                    if self.dead_letter.is_some()
+                        && retry > self.policy.retries_before_dead_letter()
+                    {
+                        break Failure {
+                            reason: DeadLetterReason::RetriesExhausted,
+                            status,
+                            body: reason,
+                        };
+                    }
+                    warn!(id = event.id(), retry, %reason, "delivery failed, retrying");
+                    if !self.pause(retry, retry_after, cancel).await {
+                        return Outcome::Cancelled;
+                    }
+                }
+            }
+        };
+        self.dead_letter(event, failure, cancel).await
+    }
+
+    /// Sends an event that could not even be built from its record.
+    pub async fn dead_letter_malformed(
+        &self,
+        event: Event,
+        reason: &str,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        self.dead_letter(
+            event,
+            Failure {
+                reason: DeadLetterReason::Malformed,
+                status: None,
+                body: reason.to_owned(),
+            },
+            cancel,
+        )
+        .await
+    }
+
+    /// Waits before retry `retry`; false when shutdown interrupted the wait.
+    async fn pause(
+        &self,
+        retry: u32,
+        retry_after: Option<std::time::Duration>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let wait = self.policy.wait(retry, retry_after);
+        debug!(?wait, retry, "waiting before the next attempt");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        mut event: Event,
+        failure: Failure,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let Some(dead_letter) = &self.dead_letter else {
+            return Outcome::Cancelled;
+        };
+        // The error attributes Knative puts on dead-lettered events.
+        event.set_extension("knativeerrordest", self.sink.url().as_str());
+        if let Some(status) = failure.status {
+            event.set_extension("knativeerrorcode", status.to_string());
+        }
+        event.set_extension("knativeerrordata", STANDARD.encode(failure.body.as_bytes()));
+        let mut retry = 0u32;
+        loop {
+            let attempt = dead_letter.send(event.clone(), self.policy.timeout).await;
+            match attempt {
+                Attempt::Acknowledged(_) => {
+                    self.metrics
+                        .dead_lettered
+                        .get_or_create(&ReasonLabels {
+                            reason: failure.reason,
+                        })
+                        .inc();
+                    self.metrics.event(EventResult::DeadLettered);
+                    warn!(id = event.id(), reason = ?failure.reason, "event sent to the dead-letter sink");
+                    return Outcome::DeadLettered;
+                }
+                Attempt::Retryable {
+                    retry_after,
+                    reason,
+                    ..
+                } => {
+                    retry = retry.saturating_add(1);
+                    error!(id = event.id(), retry, %reason, "the dead-letter sink failed; retrying");
+                    if !self.pause(retry, retry_after, cancel).await {
+                        return Outcome::Cancelled;
+                    }
+                }
+                Attempt::Rejected { status, body } => {
+                    retry = retry.saturating_add(1);
+                    error!(id = event.id(), retry, status, %body, "the dead-letter sink rejected the event; retrying");
+                    if !self.pause(retry, None, cancel).await {
+                        return Outcome::Cancelled;
+                    }
+                }
+            }
+        }
+    }
+}

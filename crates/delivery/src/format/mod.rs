@@ -1,0 +1,39 @@
+//! The three shapes of an event's `data`.
+//!
+//! - [`aws`]: the record as the Streams API and Lambda present it.
+//! - [`plain`]: the same with attribute values as plain JSON.
+//! - [`triggermesh`]: byte for byte what TriggerMesh's adapter sent.
+
+pub mod aws;
+pub mod plain;
+pub mod triggermesh;
+
+use dynamodb_source_api::{PayloadFormat, StreamArn};
+use dynamodb_source_stream::{AttributeValue, StreamRecord};
+
+/// A record whose content cannot be rendered in the chosen format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("attribute {path} holds {value:?}, which is not a number JSON can carry")]
+    Number { path: String, value: String },
+    #[error("serializing the record: {0}")]
+    Json(String),
+}
+
+/// Renders a record's `data` in the given format.
+pub fn render(
+    format: PayloadFormat,
+    record: &StreamRecord,
+    stream: &StreamArn,
+) -> Result<Vec<u8>, FormatError> {
+    match format {
+        PayloadFormat::Aws => aws::render(record, stream),
+        PayloadFormat::Plain => plain::render(record, stream),
+        PayloadFormat::TriggerMesh => Ok(triggermesh::render(record)),
+    }
+}
+
+/// One attribute value in the API's typed JSON, e.g. `{"N":"1"}`.
+pub fn typed_json(value: &AttributeValue) -> String {
+    serde_json::to_string(&aws::Typed(value)).unwrap_or_default()
+}

@@ -1,0 +1,113 @@
+//! Knative's CloudEvent overrides (`K_CE_OVERRIDES`): extra extension attributes.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Attributes the CloudEvents spec defines; overrides may not replace them.
+const RESERVED: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "data_base64",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverridesError {
+    #[error("not JSON of the form {{\"extensions\":{{\"name\":\"value\"}}}}: {0}")]
+    Json(String),
+    #[error("extension {0:?} would override a required CloudEvents attribute")]
+    Reserved(String),
+    #[error(
+        "extension name {0:?} must be 1 to 20 lower-case letters or digits (CloudEvents naming)"
+    )]
+    Name(String),
+}
+
+/// Extension attributes added to every event, after the source's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CeOverrides {
+    extensions: BTreeMap<String, String>,
+}
+
+impl CeOverrides {
+    pub fn extensions(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.extensions
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn new(extensions: BTreeMap<String, String>) -> Result<Self, OverridesError> {
+        for name in extensions.keys() {
+            if RESERVED.contains(&name.as_str()) {
+                return Err(OverridesError::Reserved(name.clone()));
+            }
+            let valid = (1..=20).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !valid {
+                return Err(OverridesError::Name(name.clone()));
+            }
+        }
+        Ok(CeOverrides { extensions })
+    }
+}
+
+impl FromStr for CeOverrides {
+    type Err = OverridesError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            extensions: BTreeMap<String, String>,
+        }
+        let wire: Wire =
+            serde_json::from_str(s).map_err(|e| OverridesError::Json(e.to_string()))?;
+        CeOverrides::new(wire.extensions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knative_overrides_parse() {
+        let overrides: CeOverrides = r#"{"extensions":{"team":"orders","env":"prod"}}"#
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            overrides.extensions().collect::<Vec<_>>(),
+            vec![("env", "prod"), ("team", "orders")]
+        );
+    }
+
+    #[test]
+    fn overriding_a_required_attribute_is_rejected() {
+        let err = r#"{"extensions":{"type":"x"}}"#
+            .parse::<CeOverrides>()
+            .expect_err("type is required");
+        assert_eq!(err, OverridesError::Reserved("type".to_owned()));
+    }
+
+    #[test]
+    fn invalid_names_and_json_are_rejected() {
+        assert!(matches!(
+            r#"{"extensions":{"Team":"x"}}"#.parse::<CeOverrides>(),
+            Err(OverridesError::Name(_))
+        ));
+        assert!(matches!(
+            "{extensions".parse::<CeOverrides>(),
+            Err(OverridesError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,213 @@
+//! Durable progress: for each shard, the last record every event up to which
+//! the sink acknowledged.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use dynamodb_source_api::StreamArn;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SequenceNumber, ShardId};
+
+/// How far one shard has been delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ShardProgress {
+    /// Every record up to and including this one was acknowledged (or dead-lettered).
+    After(SequenceNumber),
+    /// The shard was opened at `LATEST` at this time (Unix seconds) and nothing has
+    /// been delivered since. `LATEST` cannot be resumed, so a restart reads from
+    /// `TRIM_HORIZON` and skips records created before this second.
+    LatestSince(i64),
+    /// Read to its end; its children may be read.
+    Finished,
+}
+
+/// The progress of a source through one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The format of this document; a newer one is refused rather than misread.
+    pub version: u32,
+    pub stream_arn: StreamArn,
+    #[serde(default)]
+    pub shards: BTreeMap<ShardId, ShardProgress>,
+}
+
+impl Checkpoint {
+    pub const VERSION: u32 = 1;
+
+    pub fn new(stream_arn: StreamArn) -> Self {
+        Checkpoint {
+            version: Self::VERSION,
+            stream_arn,
+            shards: BTreeMap::new(),
+        }
+    }
+
+    pub fn progress(&self, shard: &ShardId) -> Option<&ShardProgress> {
+        self.shards.get(shard)
+    }
+
+    pub fn is_finished(&self, shard: &ShardId) -> bool {
+        matches!(self.shards.get(shard), Some(ShardProgress::Finished))
+    }
+
+    /// Records that everything up to `sequence_number` was delivered.
+    ///
+    /// Never moves backwards and never reopens a finished shard: a late update
+    /// from a task that was stopped must not undo progress.
+    pub fn advance(&mut self, shard: &ShardId, sequence_number: &SequenceNumber) {
+        match self.shards.get(shard) {
+            Some(ShardProgress::Finished) => {}
+            Some(ShardProgress::After(current)) if current >= sequence_number => {}
+            _ => {
+                self.shards
+                    .insert(shard.clone(), ShardProgress::After(sequence_number.clone()));
+            }
+        }
+    }
+
+    pub fn finish(&mut self, shard: &ShardId) {
+        self.shards.insert(shard.clone(), ShardProgress::Finished);
+    }
+
+    /// Forgets shards the stream no longer lists (trimmed after 24 hours), so the
+    /// document does not grow forever.
+    pub fn retain_shards(&mut self, listed: impl Fn(&ShardId) -> bool) {
+        self.shards.retain(|shard, _| listed(shard));
+    }
+}
+
+/// Why progress could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("reading checkpoint {location}: {source}")]
+    Read {
+        location: String,
+        source: std::io::Error,
+    },
+    #[error("writing checkpoint {location}: {source}")]
+    Write {
+        location: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "checkpoint {location} is corrupt ({reason}); refusing to start over from LATEST, which would skip records: fix or remove it"
+    )]
+    Corrupt { location: String, reason: String },
+    #[error("checkpoint {location} has version {found}, this adapter understands {supported}")]
+    Version {
+        location: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("checkpoint {location} belongs to table {found}, not {expected}")]
+    OtherTable {
+        location: String,
+        found: String,
+        expected: String,
+    },
+    #[error("checkpoint {location} was changed by someone else: {reason}")]
+    Conflict { location: String, reason: String },
+    #[error("checkpoint {location}: {reason}")]
+    Backend { location: String, reason: String },
+}
+
+/// Where progress is kept: a file standalone, a Kubernetes object in a cluster.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// A human-readable location for logs and errors.
+    fn location(&self) -> String;
+
+    /// The saved progress, or `None` when the source has never run.
+    async fn load(&self) -> Result<Option<Checkpoint>, CheckpointError>;
+
+    /// Replaces the saved progress; either the whole document is stored or none of it.
+    async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+}
+
+/// Parses a stored document, with errors that name the store.
+pub fn decode(location: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let versioned: Versioned =
+        serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+            location: location.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if versioned.version != Checkpoint::VERSION {
+        return Err(CheckpointError::Version {
+            location: location.to_owned(),
+            found: versioned.version,
+            supported: Checkpoint::VERSION,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+        location: location.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
+    // A struct of strings and maps with string keys always serializes.
+    serde_json::to_vec_pretty(checkpoint).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> StreamArn {
+        "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000"
+            .parse()
+            .expect("valid")
+    }
+
+    fn seq(s: &str) -> SequenceNumber {
+        SequenceNumber::parse(s).expect("digits")
+    }
+
+    #[test]
+    fn checkpoint_never_moves_backwards() {
+        let shard = ShardId::new("shardId-1");
+        let mut checkpoint = Checkpoint::new(stream());
+        checkpoint.advance(&shard, &seq("000000000000000000200"));
+        checkpoint.advance(&shard, &seq("000000000000000000100"));
+        assert_eq!(
+            checkpoint.progress(&shard),
+            Some(&ShardProgress::After(seq("000000000000000000200")))
+        );
+        checkpoint.finish(&shard);
+        checkpoint.advance(&shard, &seq("000000000000000000300"));
+        assert!(checkpoint.is_finished(&shard));
+    }
+
+    #[test]
+    fn document_round_trips_and_is_readable() {
+        let mut checkpoint = Checkpoint::new(stream());
+        checkpoint.advance(&ShardId::new("a"), &seq("000000000000000000001"));
+        checkpoint.finish(&ShardId::new("b"));
+        checkpoint
+            .shards
+            .insert(ShardId::new("c"), ShardProgress::LatestSince(1_700_000_000));
+        let bytes = encode(&checkpoint);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(
+            text.contains("\"after\": \"000000000000000000001\""),
+            "{text}"
+        );
+        assert!(text.contains("\"b\": \"finished\""), "{text}");
+        assert_eq!(decode("test", &bytes).expect("decodes"), checkpoint);
+    }
+
+    #[test]
+    fn corrupt_or_future_documents_are_errors() {
+        let err = decode("f.json", b"{\"version\": 1, \"streamArn\": ").expect_err("truncated");
+        assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+        let err = decode("f.json", b"{\"version\": 2, \"streamArn\": \"x\"}").expect_err("v2");
+        assert!(err.to_string().contains("version 2"), "{err}");
+    }
+}

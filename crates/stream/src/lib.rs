@@ -1,0 +1,22 @@
+//! Reading a DynamoDB Stream: which shards exist, in which order they may be
+//! read, where each one resumes, and the records they hold.
+//!
+//! The AWS client lives at the edge ([`client`]); lineage ([`lineage`]) and
+//! resume decisions ([`checkpoint`]) are pure so they are tested without a server.
+
+pub mod checkpoint;
+pub mod client;
+pub mod file_store;
+pub mod ids;
+pub mod lineage;
+pub mod metrics;
+pub mod reader;
+pub mod record;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointStore, ShardProgress};
+pub use client::{StreamClient, StreamError, StreamInfo, StreamStatus};
+pub use file_store::FileCheckpointStore;
+pub use ids::{SequenceNumber, ShardId};
+pub use lineage::{Shard, StartAt};
+pub use reader::{Batch, ShardReader};
+pub use record::{AttributeValue, Item, MalformedRecord, StreamRecord, UserIdentity};

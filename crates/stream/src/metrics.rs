@@ -1,0 +1,93 @@
+//! What the stream side counts: API calls by outcome, records read, trimmed
+//! data, and how far behind each shard's reading is.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Declares an enum used as a metric label, encoded as the given snake_case
+/// strings (the derive would use the Rust variant names).
+#[macro_export]
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl prometheus_client::encoding::EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// The outcome of one GetRecords call.
+    pub enum CallResult {
+        Ok => "ok",
+        Throttled => "throttled",
+        Expired => "expired",
+        Trimmed => "trimmed",
+        NotFound => "not_found",
+        Error => "error",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub result: CallResult,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
+/// Handles to the stream metrics; cheap to clone, all clones count together.
+#[derive(Debug, Clone, Default)]
+pub struct StreamMetrics {
+    pub get_records: Family<CallLabels, Counter>,
+    pub records_read: Counter,
+    pub trimmed: Counter,
+    pub iterator_age_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl StreamMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynamodb_source_get_records",
+            "GetRecords calls by result (ok, throttled, expired, trimmed, not_found, error)",
+            self.get_records.clone(),
+        );
+        registry.register(
+            "dynamodb_source_records_read",
+            "Stream records read from all shards",
+            self.records_read.clone(),
+        );
+        registry.register(
+            "dynamodb_source_trimmed_data",
+            "Times a shard position had been trimmed (records older than 24 hours were lost before they were read)",
+            self.trimmed.clone(),
+        );
+        registry.register(
+            "dynamodb_source_iterator_age_seconds",
+            "Age of the newest record read from each shard when it was read",
+            self.iterator_age_seconds.clone(),
+        );
+    }
+
+    pub fn call(&self, result: CallResult) {
+        self.get_records.get_or_create(&CallLabels { result }).inc();
+    }
+}

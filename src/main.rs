@@ -1,0 +1,218 @@
+//! `dynamodb-source`: one binary, several roles. Parses the command line and
+//! environment, sets up logging, and hands over to the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use dynamodb_source_adapter::{Config, LogFormat, RawSettings};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "dynamodb-source",
+    version,
+    about = "Turns every change to an Amazon DynamoDB table into a CloudEvent."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a table's DynamoDB Stream and deliver each record as a CloudEvent.
+    ///
+    /// Every setting is an environment variable and also a flag. AWS credentials
+    /// come from the standard chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_SESSION_TOKEN, web identity, profile).
+    Adapter(AdapterArgs),
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "Settings (environment variable or flag)")]
+struct AdapterArgs {
+    /// Required. The URL events are POSTed to.
+    #[arg(long = "sink", env = "K_SINK", hide_env_values = true)]
+    k_sink: Option<String>,
+    /// Required. The table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME), or a stream ARN to pin that stream.
+    #[arg(long, env = "ARN", hide_env_values = true)]
+    arn: Option<String>,
+    /// AWS region [default: the ARN's region].
+    #[arg(long, env = "AWS_REGION", hide_env_values = true)]
+    aws_region: Option<String>,
+    /// A custom AWS endpoint (VPC endpoint, local emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL", hide_env_values = true)]
+    aws_endpoint_url: Option<String>,
+    /// An IAM role to assume through STS before reading.
+    #[arg(long, env = "AWS_ASSUME_ROLE_ARN", hide_env_values = true)]
+    aws_assume_role_arn: Option<String>,
+    /// LATEST or TRIM_HORIZON: where shards open at a first start begin [default: LATEST].
+    #[arg(long, env = "STARTING_POSITION", hide_env_values = true)]
+    starting_position: Option<String>,
+    /// The checkpoint file [default: ./TABLE.checkpoint.json].
+    #[arg(long, env = "CHECKPOINT_FILE", hide_env_values = true)]
+    checkpoint_file: Option<String>,
+    /// AWS, Plain or TriggerMesh: the shape of each event's data [default: AWS].
+    #[arg(long, env = "PAYLOAD_FORMAT", hide_env_values = true)]
+    payload_format: Option<String>,
+    /// Comma list of INSERT, MODIFY, REMOVE to deliver [default: all].
+    #[arg(long, env = "EVENT_NAMES", hide_env_values = true)]
+    event_names: Option<String>,
+    /// Knative CloudEvent overrides, JSON: {"extensions":{"name":"value"}}.
+    #[arg(long, env = "K_CE_OVERRIDES", hide_env_values = true)]
+    k_ce_overrides: Option<String>,
+    /// Retries before an event goes to the dead-letter sink [default: 5]; without one, retries never stop.
+    #[arg(long, env = "DELIVERY_RETRY", hide_env_values = true)]
+    delivery_retry: Option<String>,
+    /// exponential or linear [default: exponential].
+    #[arg(long, env = "DELIVERY_BACKOFF_POLICY", hide_env_values = true)]
+    delivery_backoff_policy: Option<String>,
+    /// ISO-8601 base delay between retries [default: PT0.2S].
+    #[arg(long, env = "DELIVERY_BACKOFF_DELAY", hide_env_values = true)]
+    delivery_backoff_delay: Option<String>,
+    /// ISO-8601 timeout of one delivery attempt [default: PT30S].
+    #[arg(long, env = "DELIVERY_TIMEOUT", hide_env_values = true)]
+    delivery_timeout: Option<String>,
+    /// Where events the sink refuses, or that exhaust their retries, are sent.
+    #[arg(
+        long = "dead-letter-sink",
+        env = "K_DEAD_LETTER_SINK",
+        hide_env_values = true
+    )]
+    k_dead_letter_sink: Option<String>,
+    /// Extra PEM CA certificates trusted for an HTTPS sink.
+    #[arg(long = "ca-certs", env = "K_CA_CERTS", hide_env_values = true)]
+    k_ca_certs: Option<String>,
+    /// Port of /metrics, /healthz and /readyz [default: 9090].
+    #[arg(long, env = "METRICS_PORT", hide_env_values = true)]
+    metrics_port: Option<String>,
+    /// json or text [default: json]. Levels come from RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", hide_env_values = true)]
+    log_format: Option<String>,
+    /// Shards read at once [default: 64].
+    #[arg(long, env = "MAX_SHARDS", hide_env_values = true)]
+    max_shards: Option<String>,
+    /// ISO-8601 longest pause between reads of an idle shard, the most latency it adds [default: PT1S].
+    #[arg(long, env = "IDLE_POLL_MAX", hide_env_values = true)]
+    idle_poll_max: Option<String>,
+    /// ISO-8601 time in-flight deliveries get at shutdown [default: PT20S].
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", hide_env_values = true)]
+    shutdown_timeout: Option<String>,
+}
+
+impl From<AdapterArgs> for RawSettings {
+    fn from(a: AdapterArgs) -> Self {
+        RawSettings {
+            k_sink: a.k_sink,
+            arn: a.arn,
+            aws_region: a.aws_region,
+            aws_endpoint_url: a.aws_endpoint_url,
+            aws_assume_role_arn: a.aws_assume_role_arn,
+            starting_position: a.starting_position,
+            checkpoint_file: a.checkpoint_file,
+            payload_format: a.payload_format,
+            event_names: a.event_names,
+            k_ce_overrides: a.k_ce_overrides,
+            delivery_retry: a.delivery_retry,
+            delivery_backoff_policy: a.delivery_backoff_policy,
+            delivery_backoff_delay: a.delivery_backoff_delay,
+            delivery_timeout: a.delivery_timeout,
+            k_dead_letter_sink: a.k_dead_letter_sink,
+            k_ca_certs: a.k_ca_certs,
+            metrics_port: a.metrics_port,
+            log_format: a.log_format,
+            max_shards: a.max_shards,
+            idle_poll_max: a.idle_poll_max,
+            shutdown_timeout: a.shutdown_timeout,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Cancels `token` at the first SIGTERM or SIGINT.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        token.cancel();
+    });
+}
+
+async fn adapter(args: AdapterArgs) -> ExitCode {
+    let config = match Config::from_raw(&args.into()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dynamodb-source: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let result = dynamodb_source_adapter::run(config, shutdown, |addr| {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the adapter stopped");
+            eprintln!("dynamodb-source: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // One crypto backend for every TLS client in the process (kube, AWS, reqwest).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dynamodb-source: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Adapter(args) => runtime.block_on(adapter(args)),
+    }
+}
