@@ -3,7 +3,9 @@
 
     dynamodb.py ENDPOINT create TABLE [VIEW_TYPE]   prints the table ARN
     dynamodb.py ENDPOINT demo-writes TABLE          a few inserts, updates, deletes
+    dynamodb.py ENDPOINT workload TABLE KEYS OPS SEED  OPS writes over KEYS keys
 """
+import random
 import sys
 import time
 
@@ -49,11 +51,29 @@ def demo_writes(ddb, table):
     ddb.delete_item(TableName=table, Key={"pk": {"S": "order-2"}})
 
 
+def workload(ddb, table, keys, ops, seed):
+    """Inserts, updates and deletes spread over `keys` keys, deterministic per seed."""
+    rng = random.Random(seed)
+    live = set()
+    for n in range(ops):
+        pk = f"item-{rng.randrange(keys)}"
+        if pk not in live:
+            ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "n": {"N": str(n)}, "tag": {"S": f"v{n}"}})
+            live.add(pk)
+        elif rng.random() < 0.25:
+            ddb.delete_item(TableName=table, Key={"pk": {"S": pk}})
+            live.discard(pk)
+        else:
+            ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "n": {"N": str(n)}, "tag": {"S": f"v{n}"}})
+
+
 if __name__ == "__main__":
     endpoint, command, table = sys.argv[1:4]
     ddb = client(endpoint)
     if command == "create":
         create(ddb, table, *sys.argv[4:5])
+    elif command == "workload":
+        workload(ddb, table, *map(int, sys.argv[4:7]))
     elif command == "demo-writes":
         demo_writes(ddb, table)
     else:
