@@ -86,15 +86,16 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         *count - 1
     };
     let reply = (shared.behaviour)(index, &headers);
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
+    // Logged on arrival: a client that gives up on a slow reply drops this handler.
     shared.log.lock().expect("lock").push(Received {
         at: Instant::now(),
         headers,
         body,
         status: reply.status,
     });
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let mut response = StatusCode::from_u16(reply.status)
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         .into_response();
