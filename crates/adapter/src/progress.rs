@@ -85,14 +85,26 @@ impl Progress {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn update(&self, change: impl FnOnce(&mut Checkpoint)) {
+    /// Applies a change in memory; it is saved at the next [`Progress::commit`].
+    fn stage(&self, change: impl FnOnce(&mut Checkpoint)) {
         let mut state = self.lock();
         if let Some(checkpoint) = state.checkpoint.as_mut() {
             change(checkpoint);
             state.generation += 1;
-            drop(state);
-            self.changed.notify_one();
         }
+    }
+
+    /// Applies a change and has it saved now.
+    fn update(&self, change: impl FnOnce(&mut Checkpoint)) {
+        self.stage(change);
+        self.commit();
+    }
+
+    /// Asks the writer to save what was staged. Shard tasks call it once per
+    /// batch rather than per record: saves stay cheap, and a crash repeats at
+    /// most the batch that was in flight.
+    pub fn commit(&self) {
+        self.changed.notify_one();
     }
 
     pub fn snapshot(&self) -> Option<Checkpoint> {
@@ -108,8 +120,9 @@ impl Progress {
         self.changed.notify_one();
     }
 
+    /// Records an acknowledgement; saved at the next commit.
     pub fn advance(&self, shard: &ShardId, sequence_number: &SequenceNumber) {
-        self.update(|c| c.advance(shard, sequence_number));
+        self.stage(|c| c.advance(shard, sequence_number));
     }
 
     pub fn finish(&self, shard: &ShardId) {

@@ -217,10 +217,10 @@ impl Supervisor {
                     stream.clone(),
                     assignment.shard.clone(),
                     assignment.start,
+                    assignment.skip_created_before,
                     self.shared.stream_metrics.clone(),
                 ),
                 stream: stream.clone(),
-                skip_created_before: assignment.skip_created_before,
                 shared: self.shared.clone(),
                 cancel: cancel.child_token(),
             };

@@ -39,7 +39,6 @@ pub struct Shared {
 pub struct ShardTask {
     pub reader: ShardReader,
     pub stream: StreamArn,
-    pub skip_created_before: Option<i64>,
     pub shared: Arc<Shared>,
     pub cancel: CancellationToken,
 }
@@ -86,6 +85,9 @@ impl ShardTask {
                 error!(shard = %shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
             }
             let empty = batch.records.is_empty();
+            if let Some(Ok(newest)) = batch.records.last() {
+                self.observe_age(newest);
+            }
             for record in batch.records {
                 if self.cancel.is_cancelled() {
                     return ShardExit::Cancelled;
@@ -95,9 +97,12 @@ impl ShardTask {
                     Err(malformed) => self.handle_malformed(malformed).await,
                 };
                 if let Step::Stop = step {
+                    self.shared.progress.commit();
                     return ShardExit::Cancelled;
                 }
             }
+            // One save per batch: a crash repeats at most the batch in flight.
+            self.shared.progress.commit();
             if batch.end_of_shard {
                 info!(shard = %shard, "shard read to its end");
                 self.shared.progress.finish(&shard);
@@ -125,13 +130,8 @@ impl ShardTask {
     }
 
     async fn handle(&self, record: StreamRecord) -> Step {
-        self.observe_age(&record);
         let shard = self.reader.shard();
-        let skip_old = self
-            .skip_created_before
-            .zip(record.approximate_creation)
-            .is_some_and(|(since, created)| created.secs() < since);
-        if skip_old {
+        if self.reader.skips(&record) {
             self.shared.progress.advance(shard, &record.sequence_number);
             return Step::Continue;
         }

@@ -69,17 +69,42 @@ pub struct ShardReader {
     start: StartAt,
     last: Option<SequenceNumber>,
     iterator: Option<String>,
+    /// Consecutive failures of the current iterator.
+    iterator_failures: u32,
+    /// When the `LATEST` iterator was opened (Unix seconds).
+    latest_opened_at: Option<i64>,
+    skip_created_before: Option<i64>,
     trimmed: Option<String>,
     pause: Pause,
     metrics: StreamMetrics,
 }
 
+/// How far apart our clock and DynamoDB's may be. Skipping records "created
+/// before a start" uses this much slack, so clock skew can only cause extra
+/// deliveries of older records, never a skipped new one.
+pub const CLOCK_SKEW_ALLOWANCE_SECS: i64 = 60;
+
+/// Whether a record created at `created` (Unix seconds) predates a start at `since`.
+pub fn created_before(created: i64, since: i64) -> bool {
+    created < since.saturating_sub(CLOCK_SKEW_ALLOWANCE_SECS)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
 impl ShardReader {
+    /// `skip_created_before`: records created before this Unix second are
+    /// handed out for checkpointing only (see [`ShardReader::skips`]).
     pub fn new(
         client: StreamClient,
         stream: StreamArn,
         shard: ShardId,
         start: StartAt,
+        skip_created_before: Option<i64>,
         metrics: StreamMetrics,
     ) -> Self {
         ShardReader {
@@ -89,6 +114,9 @@ impl ShardReader {
             start,
             last: None,
             iterator: None,
+            iterator_failures: 0,
+            latest_opened_at: None,
+            skip_created_before,
             trimmed: None,
             pause: Pause {
                 base: Duration::from_millis(100),
@@ -103,10 +131,36 @@ impl ShardReader {
         &self.shard
     }
 
+    /// Whether a record predates where this shard's reading logically starts
+    /// (a `LATEST` start that had to be replaced by `TRIM_HORIZON`): such
+    /// records are not delivered, only checkpointed past.
+    pub fn skips(&self, record: &StreamRecord) -> bool {
+        self.skip_created_before
+            .zip(record.approximate_creation)
+            .is_some_and(|(since, created)| created_before(created.secs(), since))
+    }
+
     fn position(&self) -> StartAt {
         match &self.last {
             Some(seq) => StartAt::After(seq.clone()),
             None => self.start.clone(),
+        }
+    }
+
+    /// Drops the iterator so the next read acquires one from the last position.
+    ///
+    /// A `LATEST` iterator cannot be re-acquired at the same place: a new one
+    /// would skip whatever was written in between. Until a record was read it
+    /// is replaced by `TRIM_HORIZON`, skipping records created before the
+    /// original start.
+    fn reacquire(&mut self) {
+        self.iterator = None;
+        self.iterator_failures = 0;
+        if let (None, StartAt::Latest, Some(opened)) =
+            (&self.last, &self.start, self.latest_opened_at)
+        {
+            self.start = StartAt::TrimHorizon;
+            self.skip_created_before = Some(opened);
         }
     }
 
@@ -118,12 +172,16 @@ impl ShardReader {
                 Some(iterator) => iterator,
                 None => {
                     let position = self.position();
+                    let opened_at = now_unix();
                     match self
                         .client
                         .iterator(&self.stream, &self.shard, &position)
                         .await
                     {
                         Ok(iterator) => {
+                            if position == StartAt::Latest && self.latest_opened_at.is_none() {
+                                self.latest_opened_at = Some(opened_at);
+                            }
                             self.iterator = Some(iterator.clone());
                             iterator
                         }
@@ -138,8 +196,13 @@ impl ShardReader {
                 Ok(page) => {
                     self.metrics.call(CallResult::Ok);
                     self.pause.reset();
+                    self.iterator_failures = 0;
                     self.iterator = page.next_iterator.clone();
-                    let records: Vec<_> = page.records.iter().map(StreamRecord::try_from).collect();
+                    let records: Vec<_> = page
+                        .records
+                        .into_iter()
+                        .map(StreamRecord::try_from)
+                        .collect();
                     self.metrics.records_read.inc_by(records.len() as u64);
                     if let Some(seq) = records.iter().rev().find_map(|r| match r {
                         Ok(record) => Some(record.sequence_number.clone()),
@@ -163,7 +226,7 @@ impl ShardReader {
             StreamError::ExpiredIterator(_) => {
                 self.metrics.call(CallResult::Expired);
                 info!(shard = %self.shard, position = ?self.position(), "shard iterator expired, acquiring a new one");
-                self.iterator = None;
+                self.reacquire();
             }
             StreamError::TrimmedData(message) => {
                 self.metrics.call(CallResult::Trimmed);
@@ -177,6 +240,7 @@ impl ShardReader {
                 ));
                 self.start = StartAt::TrimHorizon;
                 self.last = None;
+                self.latest_opened_at = None;
                 self.iterator = None;
             }
             StreamError::NotFound(reason) => {
@@ -196,8 +260,12 @@ impl ShardReader {
                 self.metrics.call(CallResult::Error);
                 let pause = self.pause.next();
                 warn!(shard = %self.shard, ?pause, %message, "reading the shard failed, retrying");
-                // An iterator that the server refuses may be the cause.
-                self.iterator = None;
+                // Retry the same iterator (still valid for 15 minutes) unless it
+                // keeps failing, in which case it may be the cause.
+                self.iterator_failures = self.iterator_failures.saturating_add(1);
+                if self.iterator_failures >= 3 {
+                    self.reacquire();
+                }
                 tokio::time::sleep(pause).await;
             }
         }

@@ -113,6 +113,14 @@ fn convert_value(value: &sdk::AttributeValue) -> Result<AttributeValue, String> 
     })
 }
 
+impl TryFrom<sdk::Record> for StreamRecord {
+    type Error = MalformedRecord;
+
+    fn try_from(record: sdk::Record) -> Result<Self, Self::Error> {
+        StreamRecord::try_from(&record)
+    }
+}
+
 impl TryFrom<&sdk::Record> for StreamRecord {
     type Error = MalformedRecord;
 

@@ -1,0 +1,537 @@
+//! The adapter binary against a scripted fake of the DynamoDB Streams API:
+//! the failures and shapes of a real stream that moto cannot produce (expired
+//! iterators, throttling, trimming, shard splits, many shards, server errors,
+//! a table without a stream), each checked end to end at the sink.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::adapter::{AdapterEnv, AdapterProcess};
+use support::eventually;
+use support::fake_streams::{Change, FakeStreams, Fault, Op, Written};
+use support::receiver::Receiver;
+
+/// The longest any single wait in these tests may take.
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// A fake Streams API, a sink, and a directory for the checkpoint and logs.
+struct Rig {
+    table: String,
+    fake: FakeStreams,
+    sink: Receiver,
+    dir: tempfile::TempDir,
+    env: AdapterEnv,
+}
+
+impl Rig {
+    async fn new(table: &str) -> Rig {
+        let fake = FakeStreams::start().await;
+        let sink = Receiver::accepting().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = AdapterEnv::new(
+            &sink.url,
+            &fake.table_arn(table),
+            &fake.endpoint,
+            &dir.path().join("checkpoint.json"),
+        );
+        Rig {
+            table: table.to_owned(),
+            fake,
+            sink,
+            dir,
+            env,
+        }
+    }
+
+    /// A stream on the table with one open shard.
+    fn stream_with_shard(&self) -> (String, String) {
+        let stream = self.fake.enable_stream(&self.table);
+        let shard = self.fake.add_shard(&stream, None);
+        (stream, shard)
+    }
+
+    fn spawn(&self) -> AdapterProcess {
+        AdapterProcess::spawn(&self.env, self.dir.path())
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.path().join("checkpoint.json")
+    }
+
+    fn checkpoint(&self) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Waits until the sink acknowledged at least `n` requests.
+    async fn delivered(&self, n: usize) {
+        eventually(
+            &format!("{n} events acknowledged by the sink"),
+            WITHIN,
+            async || (self.sink.acknowledged().len() >= n).then_some(()),
+        )
+        .await;
+    }
+}
+
+impl Drop for Rig {
+    /// A failing test shows the adapter's log and what the fake was asked.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!("fake Streams API calls: {:?}", self.fake.call_counts());
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("--- {} (last {} lines)", path.display(), tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+fn ids(written: &[Written]) -> Vec<String> {
+    written.iter().map(|w| w.event_id.clone()).collect()
+}
+
+/// `n` changes cycling over `keys` keys, values from `first`.
+fn changes(keys: usize, n: usize, first: i64) -> Vec<Change> {
+    (0..n)
+        .map(|i| Change::modify(format!("k{}", i % keys), first + i as i64))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_iterator_is_reacquired_from_the_checkpoint_without_loss_or_duplicates() {
+    let rig = Rig::new("expiry").await;
+    let (_, shard) = rig.stream_with_shard();
+    let first = rig.fake.append(&shard, changes(3, 10, 0));
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(10).await;
+
+    // The reader sits at the end of the shard, polling: its iterator expires twice.
+    let before = rig.fake.iterator_requests().len();
+    rig.fake
+        .fail_next(Op::GetRecords, 2, Fault::ExpiredIterator);
+    let reacquired = eventually("two new iterators after two expiries", WITHIN, async || {
+        let requests = rig.fake.iterator_requests();
+        (rig.fake.pending_faults(Op::GetRecords) == 0 && requests.len() >= before + 2)
+            .then(|| requests[before..].to_vec())
+    })
+    .await;
+    let last_delivered = &first.last().expect("records").sequence_number;
+    for request in &reacquired {
+        assert_eq!(
+            (request.kind.as_str(), request.sequence_number.as_ref()),
+            ("AFTER_SEQUENCE_NUMBER", Some(last_delivered)),
+            "an expired iterator is replaced from the last delivered record: {reacquired:?}"
+        );
+    }
+
+    let second = rig.fake.append(&shard, changes(3, 10, 10));
+    rig.delivered(20).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        [ids(&first), ids(&second)].concat(),
+        "every record once, in order, across the expiries"
+    );
+    assert!(
+        adapter
+            .metric("dynamodb_source_get_records_total{result=\"expired\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_backs_off_and_loses_nothing() {
+    let mut rig = Rig::new("throttled").await;
+    // The SDK's own retries are off so the adapter's backoff is what is measured.
+    rig.env = rig.env.clone().set("AWS_MAX_ATTEMPTS", "1");
+    let (_, shard) = rig.stream_with_shard();
+    let written = rig.fake.append(&shard, changes(4, 30, 0));
+    let window = Duration::from_secs(3);
+    rig.fake
+        .fail_next(Op::GetRecords, 1, Fault::ProvisionedThroughputExceeded);
+    rig.fake.fail_next(Op::GetRecords, 1, Fault::Throttling);
+    rig.fake
+        .fail_for(Op::GetRecords, window, Fault::LimitExceeded);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(written.len()).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "every record once, in order, after the throttling"
+    );
+
+    let throttled: Vec<_> = rig
+        .fake
+        .call_log()
+        .into_iter()
+        .filter(|c| c.op == Op::GetRecords && c.error.is_some())
+        .collect();
+    // Without backoff a reader would call thousands of times in the window.
+    assert!(
+        (3..=25).contains(&throttled.len()),
+        "{} throttled GetRecords calls in {window:?}",
+        throttled.len()
+    );
+    let gaps: Vec<Duration> = throttled
+        .windows(2)
+        .map(|pair| pair[1].at.duration_since(pair[0].at))
+        .collect();
+    assert!(
+        gaps.last()
+            .is_some_and(|gap| *gap >= Duration::from_millis(200)),
+        "the pause grows with repeated throttling: {gaps:?}"
+    );
+    assert!(
+        adapter
+            .metric("dynamodb_source_get_records_total{result=\"throttled\"}")
+            .await
+            >= 3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
+    let rig = Rig::new("trimmed").await;
+    let (_, shard) = rig.stream_with_shard();
+    let first = rig.fake.append(&shard, changes(2, 10, 0));
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(10).await;
+    assert!(adapter.terminate(WITHIN).await.success());
+    let checkpoint = rig.checkpoint().expect("a checkpoint after SIGTERM");
+    let last_delivered = first.last().expect("records").sequence_number.clone();
+    assert_eq!(
+        checkpoint["shards"][&shard]["after"], last_delivered,
+        "{checkpoint}"
+    );
+
+    // While the adapter is down, retention trims past its checkpoint.
+    let second = rig.fake.append(&shard, changes(2, 10, 10));
+    let removed = rig.fake.trim(&shard, &second[4].sequence_number);
+    assert_eq!(removed, 14);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(10 + 6).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        [ids(&first), ids(&second[4..])].concat(),
+        "after the trimmed gap, the oldest record still held and everything after it"
+    );
+    eventually("the trimmed-data metric", WITHIN, async || {
+        (adapter.metric("dynamodb_source_trimmed_data_total").await >= 1.0).then_some(())
+    })
+    .await;
+    let requests = rig.fake.iterator_requests();
+    let refused = requests
+        .iter()
+        .position(|r| {
+            r.kind == "AFTER_SEQUENCE_NUMBER"
+                && r.sequence_number.as_ref() == Some(&last_delivered)
+                && r.error.as_deref() == Some("TrimmedDataAccessException")
+        })
+        .unwrap_or_else(|| panic!("the checkpoint position was asked for: {requests:?}"));
+    assert_eq!(
+        requests.get(refused + 1).map(|r| r.kind.as_str()),
+        Some("TRIM_HORIZON"),
+        "{requests:?}"
+    );
+    assert!(
+        adapter.logs().contains("trimmed"),
+        "the loss is logged:\n{}",
+        adapter.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_shards_are_read_only_after_their_parent_ends() {
+    let rig = Rig::new("lineage").await;
+    let (_, parent) = rig.stream_with_shard();
+    let parent_records = rig.fake.append(&parent, changes(2, 8, 0));
+    let children = rig.fake.split(&parent, 2);
+    // Each key goes on in one child: k0 in the first, k1 in the second.
+    let child_records: Vec<Vec<Written>> = children
+        .iter()
+        .enumerate()
+        .map(|(n, child)| {
+            rig.fake.append(
+                child,
+                (0..4).map(|i| Change::modify(format!("k{n}"), 100 + i)),
+            )
+        })
+        .collect();
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(8 + 8).await;
+
+    let received = rig.sink.acknowledged_ids();
+    assert_eq!(received.len(), 16, "no duplicates: {received:?}");
+    assert_eq!(
+        received[..8],
+        ids(&parent_records)[..],
+        "every parent record before any child record"
+    );
+    for (n, child) in child_records.iter().enumerate() {
+        let key = format!("pk=k{n}");
+        let for_key: Vec<String> = rig
+            .sink
+            .acknowledged()
+            .iter()
+            .filter(|r| r.header("ce-partitionkey") == Some(key.as_str()))
+            .map(|r| r.id())
+            .collect();
+        let expected: Vec<String> = parent_records
+            .iter()
+            .chain(child)
+            .filter(|w| format!("pk={}", w.key) == key)
+            .map(|w| w.event_id.clone())
+            .collect();
+        assert_eq!(
+            for_key, expected,
+            "{key}: parent's changes, then the child's"
+        );
+    }
+    assert_eq!(rig.fake.first_reads().first(), Some(&parent));
+    assert_eq!(
+        rig.fake.read_before_parent_end(),
+        Vec::<String>::new(),
+        "no child read before its parent was read to its end"
+    );
+    eventually(
+        "the parent finished in the checkpoint",
+        WITHIN,
+        async || {
+            rig.checkpoint()
+                .is_some_and(|c| c["shards"][&parent] == "finished")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_shard_final_response_with_records_is_delivered() {
+    let rig = Rig::new("closing").await;
+    // `closed` is read in one GetRecords call: its records and no next iterator.
+    let (stream, closed) = rig.stream_with_shard();
+    let closed_records = rig.fake.append(&closed, changes(2, 5, 0));
+    rig.fake.close(&closed);
+    // `closing` is closed while the adapter waits at its end, with new records:
+    // the next answer holds them and no next iterator.
+    let closing = rig.fake.add_shard(&stream, None);
+    let early = rig.fake.append(&closing, changes(2, 3, 100));
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(5 + 3).await;
+    let polls = rig.fake.calls(Op::GetRecords);
+    eventually("the adapter polling the open shard", WITHIN, async || {
+        (rig.fake.calls(Op::GetRecords) > polls).then_some(())
+    })
+    .await;
+    let last = rig.fake.append_and_close(&closing, changes(2, 3, 200));
+    rig.delivered(5 + 3 + 3).await;
+
+    let received = rig.sink.acknowledged_ids();
+    assert_eq!(received.len(), 11, "no duplicates: {received:?}");
+    let of = |shard: &[Written]| -> Vec<String> {
+        let wanted = ids(shard);
+        received
+            .iter()
+            .filter(|id| wanted.contains(*id))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of(&closed_records), ids(&closed_records));
+    assert_eq!(
+        of(&[early.clone(), last.clone()].concat()),
+        [ids(&early), ids(&last)].concat(),
+        "the records of the final answer are delivered, in order"
+    );
+    let ended = rig.fake.ended();
+    assert!(
+        ended.contains(&closed) && ended.contains(&closing),
+        "{ended:?}"
+    );
+    let checkpoint = eventually(
+        "both shards finished in the checkpoint",
+        WITHIN,
+        async || {
+            rig.checkpoint().filter(|c| {
+                c["shards"][&closed] == "finished" && c["shards"][&closing] == "finished"
+            })
+        },
+    )
+    .await;
+    assert_eq!(checkpoint["version"], 1);
+    assert_eq!(checkpoint["streamArn"], stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_stream_pages_more_than_100_shards() {
+    let rig = Rig::new("many-shards").await;
+    let stream = rig.fake.enable_stream(&rig.table);
+    // A lineage of 151 shards, 150 closed and the last open, one change each
+    // to the same item: shards 101 to 151 are only on DescribeStream's second
+    // page, and the item's order runs through all of them.
+    let mut written = Vec::new();
+    let mut parent: Option<String> = None;
+    for n in 0..151 {
+        let shard = rig.fake.add_shard(&stream, parent.as_deref());
+        written.extend(rig.fake.append(&shard, [Change::modify("item", n)]));
+        if n < 150 {
+            rig.fake.close(&shard);
+        }
+        parent = Some(shard);
+    }
+    let shards = rig.fake.shards(&stream);
+    assert_eq!(shards.len(), 151);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(151).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "every shard's record once, in lineage order"
+    );
+    assert_eq!(rig.fake.first_reads(), shards);
+    assert_eq!(rig.fake.read_before_parent_end(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried() {
+    let rig = Rig::new("flaky").await;
+    let (_, shard) = rig.stream_with_shard();
+    let written = rig.fake.append(&shard, changes(3, 12, 0));
+    // More 500s in a row than the SDK retries by itself (3 attempts).
+    rig.fake
+        .fail_next(Op::GetRecords, 4, Fault::InternalServerError);
+    rig.fake
+        .fail_next(Op::GetShardIterator, 1, Fault::InternalServerError);
+    rig.fake
+        .fail_next(Op::DescribeStream, 1, Fault::InternalServerError);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(written.len()).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "every record once, in order, despite the 500s"
+    );
+    for op in [Op::GetRecords, Op::GetShardIterator, Op::DescribeStream] {
+        assert_eq!(rig.fake.pending_faults(op), 0, "{op:?} was retried");
+    }
+    assert!(
+        adapter
+            .metric("dynamodb_source_get_records_total{result=\"error\"}")
+            .await
+            >= 1.0,
+        "the adapter saw the failure the SDK could not absorb"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_without_a_stream_is_reported_and_retried_not_a_crash() {
+    let rig = Rig::new("no-stream").await;
+    rig.fake.create_table(&rig.table);
+    let mut adapter = rig.spawn();
+    eventually("ListStreams asked again", WITHIN, async || {
+        (rig.fake.calls(Op::ListStreams) >= 2).then_some(())
+    })
+    .await;
+
+    let readyz = format!("http://127.0.0.1:{}/readyz", adapter.metrics_port);
+    let response = reqwest::get(&readyz).await.expect("the adapter answers");
+    assert_eq!(
+        response.status().as_u16(),
+        503,
+        "not ready without a stream"
+    );
+    let body = response.text().await.unwrap_or_default();
+    assert!(body.contains("stream"), "{body}");
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", adapter.pid()))
+        .expect("the process exists");
+    assert!(
+        !state.contains(") Z "),
+        "the adapter is still running: {state}"
+    );
+    assert!(
+        adapter.logs().contains("has no stream"),
+        "the missing stream is reported:\n{}",
+        adapter.logs()
+    );
+    assert_eq!(rig.sink.requests().len(), 0);
+
+    // Streams get enabled on the table: the adapter picks it up by itself.
+    let (_, shard) = rig.stream_with_shard();
+    let written = rig.fake.append(&shard, changes(2, 5, 0));
+    adapter.wait_ready().await;
+    rig.delivered(5).await;
+    assert_eq!(rig.sink.acknowledged_ids(), ids(&written));
+}
+
+/// With STARTING_POSITION=LATEST, a shard's position before its first record
+/// exists only as an iterator: a poll that fails must not move it to a later
+/// LATEST, or records written in between are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_start_loses_nothing_when_a_poll_fails_before_the_first_record() {
+    let mut rig = Rig::new("latest-flaky").await;
+    rig.env = rig.env.clone().set("STARTING_POSITION", "LATEST");
+    let (_, shard) = rig.stream_with_shard();
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    eventually("the shard to be polled", WITHIN, async || {
+        (rig.fake.calls(Op::GetRecords) >= 2).then_some(())
+    })
+    .await;
+    // One poll fails for good (the SDK's three attempts) just after a write.
+    let faulted = rig.fake.calls(Op::GetRecords);
+    rig.fake
+        .fail_next(Op::GetRecords, 3, Fault::InternalServerError);
+    let first = rig.fake.append(&shard, changes(1, 1, 0));
+    eventually("a successful poll after the failure", WITHIN, async || {
+        rig.fake
+            .call_log()
+            .iter()
+            .filter(|c| c.op == Op::GetRecords)
+            .skip(faulted + 3)
+            .any(|c| c.error.is_none())
+            .then_some(())
+    })
+    .await;
+    let second = rig.fake.append(&shard, changes(1, 1, 1));
+    eventually("the second record", WITHIN, async || {
+        rig.sink
+            .acknowledged_ids()
+            .contains(&second[0].event_id)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        [ids(&first), ids(&second)].concat(),
+        "the record written while the poll failed is delivered: {:?}",
+        rig.fake.iterator_requests()
+    );
+}
