@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test venv lint unit bench
+.PHONY: demo test venv lint unit bench crd
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/peers/requirements.txt
@@ -18,11 +18,17 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Everything: formatting, lints, unit tests, end-to-end tests against moto.
+# Everything: formatting, lints, unit tests, end-to-end tests against moto and
+# against a Kubernetes control plane (tests/cluster; built once, cached outside the repo).
 test: venv
 	cargo fmt --all -- --check
+	tests/cluster/up --build-only
 	DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) cargo test --workspace --locked
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 bench: venv
 	cargo bench --bench throughput
+
+# Regenerates config/crd/ from the Rust types.
+crd:
+	cargo run --quiet --bin dynamodb-source -- crd > config/crd/awsdynamodbsources.yaml

@@ -26,7 +26,9 @@ enum Command {
     /// Every setting is an environment variable and also a flag. AWS credentials
     /// come from the standard chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     /// AWS_SESSION_TOKEN, web identity, profile).
-    Adapter(AdapterArgs),
+    Adapter(Box<AdapterArgs>),
+    /// Print the AWSDynamoDBSource CustomResourceDefinition as YAML (config/crd/ is generated from it).
+    Crd,
 }
 
 #[derive(Args)]
@@ -213,6 +215,16 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Adapter(args) => runtime.block_on(adapter(args)),
+        Command::Adapter(args) => runtime.block_on(adapter(*args)),
+        Command::Crd => match dynamodb_source_api::crd::yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dynamodb-source: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod adapter;
+pub mod cluster;
+pub mod fake_streams;
 pub mod moto;
 pub mod receiver;
 

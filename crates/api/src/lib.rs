@@ -5,6 +5,7 @@
 //! is reported where it was written rather than deep inside the adapter.
 
 pub mod arn;
+pub mod crd;
 pub mod options;
 
 pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
@@ -12,3 +13,6 @@ pub use options::{EventName, EventNameFilter, OptionError, PayloadFormat, Starti
 
 /// The CloudEvent type of every event the source emits.
 pub const EVENT_TYPE: &str = "com.amazon.dynamodb.stream_record";
+pub mod resource;
+
+pub use resource::{AWSDynamoDBSource, AWSDynamoDBSourceSpec, AWSDynamoDBSourceStatus};

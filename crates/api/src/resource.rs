@@ -1,0 +1,494 @@
+//! The `AWSDynamoDBSource` custom resource (`sources.triggermesh.io/v1alpha1`).
+//!
+//! The schema accepts every manifest TriggerMesh's CRD accepts and rejects what
+//! it rejects; our extensions are optional fields whose defaults keep
+//! TriggerMesh's behaviour. The descriptions are the interface of `kubectl
+//! explain` and of UIs that build the resource, so every field has one.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// TriggerMesh's ARN pattern (a stream ARN also matches it).
+pub const ARN_PATTERN: &str =
+    r"^arn:aws(-cn|-us-gov)?:dynamodb:[a-z]{2}(-gov)?-[a-z]+-\d:\d{12}:table\/.+$";
+/// TriggerMesh's IAM role ARN pattern.
+pub const ROLE_ARN_PATTERN: &str = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role\/.+$";
+/// ISO-8601 durations in the RE2 syntax the API server speaks (no look-arounds).
+const ISO8601_DURATION_PATTERN: &str =
+    r"^P((\d+(\.\d+)?[YMWD])+(T(\d+(\.\d+)?[HMS])+)?|T(\d+(\.\d+)?[HMS])+)$";
+
+/// Event source for Amazon DynamoDB: every change to a table's items becomes a CloudEvent.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sources.triggermesh.io",
+    version = "v1alpha1",
+    kind = "AWSDynamoDBSource",
+    plural = "awsdynamodbsources",
+    namespaced,
+    status = "AWSDynamoDBSourceStatus",
+    doc = "Event source for Amazon DynamoDB: every change to a table's items becomes a CloudEvent of type com.amazon.dynamodb.stream_record.",
+    category = "all",
+    category = "knative",
+    category = "eventing",
+    category = "sources",
+    label("eventing.knative.dev/source", "true"),
+    label("duck.knative.dev/source", "true"),
+    label("knative.dev/crd-install", "true"),
+    label("triggermesh.io/crd-install", "true"),
+    annotation(
+        "registry.knative.dev/eventTypes",
+        r#"[{"type":"com.amazon.dynamodb.stream_record","description":"A change to an item of an Amazon DynamoDB table, read from its DynamoDB Stream."}]"#
+    ),
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].reason"}"#,
+    printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AWSDynamoDBSourceSpec {
+    /// ARN of the DynamoDB table to receive modification events from, e.g.
+    /// arn:aws:dynamodb:us-west-2:123456789012:table/orders. The region comes from it. A stream ARN
+    /// (.../table/NAME/stream/LABEL) pins that stream instead of following the table's current one.
+    #[schemars(regex(pattern = ARN_PATTERN))]
+    pub arn: String,
+
+    /// Authentication method to interact with the Amazon DynamoDB Streams API. Without it the adapter
+    /// uses the default AWS credential chain of its pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+
+    /// The destination of events sourced from Amazon DynamoDB.
+    pub sink: Destination,
+
+    /// Kubernetes object parameters to apply on top of default adapter values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_overrides: Option<AdapterOverrides>,
+
+    /// A custom AWS endpoint, such as a VPC endpoint or a local emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+
+    /// Where reading starts in shards that are open when the source starts with no saved progress:
+    /// LATEST (default, only new changes) or TRIM_HORIZON (everything the stream still holds, up to 24
+    /// hours). Shards that appear later are always read from their beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_position: Option<StartingPositionSpec>,
+
+    /// Extra CloudEvent extension attributes added to every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<CloudEventOverrides>,
+
+    /// How events are retried and where they go when the sink refuses them (Knative DeliverySpec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+
+    /// Which changes become events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+
+    /// The shape of each event's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+}
+
+/// Exactly one authentication method.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.iamRole)").message("auth.iamRole is deprecated and not supported: use auth.iam.roleArn").field_path(".iamRole"),
+    validation = Rule::new("has(self.credentials) != has(self.iam)").message("exactly one of auth.credentials or auth.iam must be set")
+)]
+pub struct Auth {
+    /// Security credentials authentication (an access key). See
+    /// https://docs.aws.amazon.com/general/latest/gr/aws-security-credentials.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
+    /// Deprecated and rejected: use iam.roleArn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ROLE_ARN_PATTERN))]
+    pub iam_role: Option<String>,
+    /// The IAM role authentication parameters (EKS IAM roles for service accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<IamAuth>,
+}
+
+/// An access key, each part a literal value or a reference to a Secret key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// Access key ID.
+    #[serde(rename = "accessKeyID")]
+    pub access_key_id: ValueFromField,
+    /// Secret access key.
+    pub secret_access_key: SecretValueFromField,
+    /// The AWS session token for temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretValueFromField>,
+    /// The ARN of an IAM role to assume through STS for cross-account access. See
+    /// https://docs.aws.amazon.com/IAM/latest/UserGuide/tutorial_cross-account-with-roles.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ROLE_ARN_PATTERN))]
+    pub assume_iam_role: Option<String>,
+}
+
+/// A value given literally or read from a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFromSecret)").message("exactly one of value or valueFromSecret must be set"))]
+pub struct ValueFromField {
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A reference to a key of a Kubernetes Secret holding the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from_secret: Option<SecretKeySelector>,
+}
+
+/// A secret value given literally or read from a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFromSecret)").message("exactly one of value or valueFromSecret must be set"))]
+pub struct SecretValueFromField {
+    /// Literal value. Prefer valueFromSecret: a literal is stored in the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "password"))]
+    pub value: Option<String>,
+    /// A reference to a key of a Kubernetes Secret holding the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from_secret: Option<SecretKeySelector>,
+}
+
+/// A key of a Secret in the source's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// IAM roles for service accounts (Amazon EKS).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IamAuth {
+    /// The ARN of an IAM role the adapter's ServiceAccount is annotated with
+    /// (eks.amazonaws.com/role-arn). See
+    /// https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ROLE_ARN_PATTERN))]
+    pub role_arn: Option<String>,
+    /// The name of an existing ServiceAccount to run the adapter as, instead of one created for the
+    /// source. Can be shared between sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// Where events go: an addressable object, a URI, or a URI relative to the object's address.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.ref) || has(self.uri)").message("a destination needs ref or uri"))]
+pub struct Destination {
+    /// Reference to an addressable Kubernetes object (a Knative Service or Broker, a core Service, ...).
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<KReference>,
+    /// URI of the destination; relative to the object's address when ref is set too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "uri"))]
+    pub uri: Option<String>,
+    /// PEM CA certificates trusted when the destination is HTTPS.
+    #[serde(default, rename = "CACerts", skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
+}
+
+/// A reference to an object by kind and name.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KReference {
+    /// API version of the referent, e.g. serving.knative.dev/v1.
+    pub api_version: String,
+    /// Kind of the referent, e.g. Service.
+    pub kind: String,
+    /// Namespace of the referent; the source's namespace when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the referent.
+    pub name: String,
+}
+
+/// Adapter Deployment settings applied on top of the defaults.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterOverrides {
+    /// Adapter annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Adapter labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Adapter environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvVar>>,
+    /// Compute resources required by the adapter. See
+    /// https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Pod tolerations. See https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Only schedule the adapter on nodes with all these labels. See
+    /// https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodeselector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Scheduling constraints of the adapter's pod. See
+    /// https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#affinity-and-anti-affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub affinity: Option<serde_json::Value>,
+}
+
+/// An environment variable of the adapter.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Name of the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Value of the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Resource limits and requests, as Kubernetes quantities.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Resources {
+    /// Limits describes the maximum amount of compute resources allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_map")]
+    pub limits: Option<BTreeMap<String, serde_json::Value>>,
+    /// Requests describes the minimum amount of compute resources required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_map")]
+    pub requests: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// A toleration of a node taint.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    /// Taint key that the toleration applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Key's relationship to the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<TolerationOperator>,
+    /// Taint value the toleration matches to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Taint effect to match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TaintEffect>,
+    /// Period of time a toleration of effect NoExecute tolerates the taint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+/// How a toleration's key relates to its value.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TolerationOperator {
+    Exists,
+    Equal,
+}
+
+/// The effect of a taint.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+/// A custom AWS endpoint.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// URL of the endpoint, e.g. https://vpce-0123.streams.dynamodb.us-east-1.vpce.amazonaws.com.
+    #[schemars(extend("format" = "uri"))]
+    pub url: String,
+}
+
+/// Where reading starts in shards open at a first start.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartingPositionSpec {
+    #[serde(rename = "LATEST")]
+    Latest,
+    #[serde(rename = "TRIM_HORIZON")]
+    TrimHorizon,
+}
+
+/// Extra CloudEvent attributes (Knative SourceSpec ceOverrides).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(
+    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, !(k in ['specversion', 'id', 'source', 'type', 'datacontenttype', 'dataschema', 'subject', 'time', 'data', 'data_base64']))").message("ceOverrides.extensions may not override a required CloudEvents attribute (id, source, type, specversion, datacontenttype, dataschema, subject, time)"),
+    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, k.matches('^[a-z0-9]{1,20}$'))").message("ceOverrides.extensions names are 1 to 20 lower-case letters or digits")
+)]
+pub struct CloudEventOverrides {
+    /// Extension attributes and their values, added to every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<BTreeMap<String, String>>,
+}
+
+/// Knative DeliverySpec.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Retries before an event goes to the dead-letter sink (default 5). Without a dead-letter sink,
+    /// failed events are retried for ever so that none is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retry: Option<i32>,
+    /// How the wait between retries grows: exponential (default) or linear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_policy: Option<BackoffPolicySpec>,
+    /// The base wait between retries, an ISO-8601 duration such as PT0.2S (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ISO8601_DURATION_PATTERN))]
+    pub backoff_delay: Option<String>,
+    /// How long one delivery attempt may take, an ISO-8601 duration (default PT30S).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ISO8601_DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// Where events go that the sink refuses or that exhaust their retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink: Option<Destination>,
+}
+
+/// How the wait between retries grows.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffPolicySpec {
+    Exponential,
+    Linear,
+}
+
+/// Which changes become events.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    /// The kinds of change to deliver; all when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_names: Option<Vec<EventNameSpec>>,
+}
+
+/// A kind of change.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventNameSpec {
+    Insert,
+    Modify,
+    Remove,
+}
+
+/// The shape of each event's data.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Payload {
+    /// AWS (default): the record as the Streams API and Lambda present it. Plain: attribute values as
+    /// plain JSON. TriggerMesh: exactly what TriggerMesh's source sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<PayloadFormatSpec>,
+}
+
+/// A payload format.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormatSpec {
+    #[serde(rename = "AWS")]
+    Aws,
+    Plain,
+    TriggerMesh,
+}
+
+/// Reported status of the event source.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AWSDynamoDBSourceStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, SinkProvided and Deployed; Ready is true only when the others are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// URI of the sink where events are currently sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "uri"))]
+    pub sink_uri: Option<String>,
+    /// The CloudEvent attributes of the events this source emits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ce_attributes: Vec<CeAttribute>,
+}
+
+/// The type and source of emitted events.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CeAttribute {
+    /// CloudEvent type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// CloudEvent source.
+    pub source: String,
+}
+
+/// One aspect of the source's state.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready, SinkProvided or Deployed.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// True, False or Unknown.
+    pub status: ConditionStatus,
+    /// How much a False condition matters: Error, Warning or Info.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// A CamelCase reason for the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A human-readable explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub last_transition_time: Option<String>,
+}
+
+/// A condition's status.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A condition's severity.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+fn quantity_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+            "x-kubernetes-int-or-string": true,
+        },
+    })
+}
