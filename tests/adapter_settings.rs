@@ -106,6 +106,8 @@ fn help_documents_every_setting() {
         "K_CA_CERTS",
         "METRICS_PORT",
         "LOG_FORMAT",
+        "CHECKPOINT_CONFIGMAP",
+        "CHECKPOINT_NAMESPACE",
     ] {
         assert!(
             help.contains(&format!("env: {name}")),

@@ -3,6 +3,7 @@
 //! restart loses nothing.
 
 pub mod aws;
+pub mod configmap_store;
 pub mod ops;
 pub mod progress;
 pub mod runtime;

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use url::Url;
 
-use crate::ops::{self, Health};
+use crate::configmap_store::ConfigMapCheckpointStore;
+use crate::ops::Health;
 use crate::progress::{Progress, ProgressMetrics};
 use crate::settings::{CheckpointLocation, Config};
 use crate::supervisor::Supervisor;
@@ -79,21 +80,24 @@ pub async fn run(
     let health = Arc::new(Health::default());
 
     let ops_stop = CancellationToken::new();
-    let (addr, ops_task) = ops::serve(
-        config.metrics_addr,
-        registry,
-        health.clone(),
-        ops_stop.clone(),
-    )
-    .await
-    .map_err(|source| AdapterError::Bind {
-        addr: config.metrics_addr,
-        source,
-    })?;
+    let readiness: dynamodb_source_ops::Readiness = {
+        let health = health.clone();
+        Arc::new(move || health.readiness())
+    };
+    let (addr, ops_task) =
+        dynamodb_source_ops::serve(config.metrics_addr, registry, readiness, ops_stop.clone())
+            .await
+            .map_err(|source| AdapterError::Bind {
+                addr: config.metrics_addr,
+                source,
+            })?;
     on_listening(addr);
 
     let store: Arc<dyn CheckpointStore> = match &config.checkpoint {
         CheckpointLocation::File(path) => Arc::new(FileCheckpointStore::new(path)),
+        CheckpointLocation::ConfigMap { namespace, name } => {
+            Arc::new(ConfigMapCheckpointStore::connect(namespace, name).await?)
+        }
     };
     let loaded = store.load().await?;
     if let Some(checkpoint) = &loaded {
@@ -172,7 +176,13 @@ pub async fn run(
     probe.abort();
     writer_stop.cancel();
     let _ = writer.await;
-    if let Err(e) = progress.flush().await {
+    let mut flushed = progress.flush().await;
+    if let Err(CheckpointError::Conflict { .. }) = &flushed {
+        // The store re-read the object after the conflict; with a single writer
+        // per source, the second save goes through.
+        flushed = progress.flush().await;
+    }
+    if let Err(e) = flushed {
         error!(error = %e, "the final checkpoint could not be saved; records since the last save will be delivered again");
     } else {
         info!("checkpoint saved; adapter stopped");

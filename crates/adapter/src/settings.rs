@@ -37,6 +37,8 @@ pub struct RawSettings {
     pub aws_assume_role_arn: Option<String>,
     pub starting_position: Option<String>,
     pub checkpoint_file: Option<String>,
+    pub checkpoint_configmap: Option<String>,
+    pub checkpoint_namespace: Option<String>,
     pub payload_format: Option<String>,
     pub event_names: Option<String>,
     pub k_ce_overrides: Option<String>,
@@ -64,6 +66,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointLocation {
     File(PathBuf),
+    /// The data key `checkpoint.json` of a ConfigMap the controller created.
+    ConfigMap {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// The adapter's configuration, checked.
@@ -110,6 +117,84 @@ fn http_url(setting: &'static str, value: &str) -> Result<Url, SettingError> {
     }
 }
 
+/// Whether `value` is a DNS-1123 label: at most 63 lowercase letters, digits
+/// and '-', starting and ending with a letter or digit.
+fn is_dns1123_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// A Kubernetes object name: a DNS-1123 subdomain (dot-separated labels, at
+/// most 253 characters in all).
+fn object_name(setting: &'static str, value: &str) -> Result<String, SettingError> {
+    if value.len() <= 253 && value.split('.').all(is_dns1123_label) {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(
+            setting,
+            format!(
+                "{value:?} is not a Kubernetes object name (lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit, at most 253 characters)"
+            ),
+        ))
+    }
+}
+
+/// A namespace name: a DNS-1123 label.
+fn namespace_name(setting: &'static str, value: &str) -> Result<String, SettingError> {
+    if is_dns1123_label(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(
+            setting,
+            format!(
+                "{value:?} is not a namespace name (lowercase letters, digits and '-', \
+                 starting and ending with a letter or digit, at most 63 characters)"
+            ),
+        ))
+    }
+}
+
+fn checkpoint_location(
+    raw: &RawSettings,
+    arn: &SourceArn,
+) -> Result<CheckpointLocation, SettingError> {
+    let file = present(&raw.checkpoint_file);
+    let namespace = present(&raw.checkpoint_namespace);
+    match present(&raw.checkpoint_configmap) {
+        Some(_) if file.is_some() => Err(invalid(
+            "CHECKPOINT_CONFIGMAP",
+            "cannot be combined with CHECKPOINT_FILE: set one checkpoint store",
+        )),
+        Some(name) => {
+            let name = object_name("CHECKPOINT_CONFIGMAP", name)?;
+            let namespace = namespace.ok_or_else(|| {
+                invalid(
+                    "CHECKPOINT_NAMESPACE",
+                    "missing: the namespace of CHECKPOINT_CONFIGMAP (in a pod, from the downward API: metadata.namespace)",
+                )
+            })?;
+            let namespace = namespace_name("CHECKPOINT_NAMESPACE", namespace)?;
+            Ok(CheckpointLocation::ConfigMap { namespace, name })
+        }
+        None if namespace.is_some() => Err(invalid(
+            "CHECKPOINT_NAMESPACE",
+            "set without CHECKPOINT_CONFIGMAP, whose namespace it is",
+        )),
+        None => Ok(CheckpointLocation::File(
+            file.map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(format!("{}.checkpoint.json", arn.table().table()))
+            }),
+        )),
+    }
+}
+
 fn duration(setting: &'static str, value: &str) -> Result<Duration, SettingError> {
     policy::parse_duration(value).map_err(|e| invalid(setting, e))
 }
@@ -149,13 +234,7 @@ impl Config {
             .map(|v| v.parse().map_err(|e| invalid("STARTING_POSITION", e)))
             .transpose()?
             .unwrap_or_default();
-        let checkpoint = CheckpointLocation::File(
-            present(&raw.checkpoint_file)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(format!("{}.checkpoint.json", arn.table().table()))
-                }),
-        );
+        let checkpoint = checkpoint_location(raw, &arn)?;
         let payload_format = present(&raw.payload_format)
             .map(|v| v.parse().map_err(|e| invalid("PAYLOAD_FORMAT", e)))
             .transpose()?
@@ -329,6 +408,55 @@ mod tests {
     }
 
     #[test]
+    fn a_config_map_replaces_the_checkpoint_file() {
+        let raw = RawSettings {
+            checkpoint_configmap: Some("orders-source.checkpoint".into()),
+            checkpoint_namespace: Some("team-a".into()),
+            ..minimal()
+        };
+        assert_eq!(
+            Config::from_raw(&raw).expect("valid").checkpoint,
+            CheckpointLocation::ConfigMap {
+                namespace: "team-a".into(),
+                name: "orders-source.checkpoint".into(),
+            }
+        );
+        // Empty values are unset: the file store stays.
+        let raw = RawSettings {
+            checkpoint_configmap: Some(String::new()),
+            checkpoint_namespace: Some(" ".into()),
+            ..minimal()
+        };
+        assert!(matches!(
+            Config::from_raw(&raw).expect("valid").checkpoint,
+            CheckpointLocation::File(_)
+        ));
+    }
+
+    #[test]
+    fn names_are_checked_as_kubernetes_names() {
+        for good in ["a", "a-b.c-d", "0x", &"a".repeat(63), &["a"; 127].join(".")] {
+            assert!(object_name("X", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "A",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a_b",
+            "a b",
+            &"a".repeat(64),
+            &["a"; 128].join("."),
+        ] {
+            assert!(object_name("X", bad).is_err(), "{bad}");
+        }
+        assert!(namespace_name("X", "team-a").is_ok());
+        assert!(namespace_name("X", "team.a").is_err());
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let raw = RawSettings {
             payload_format: Some(String::new()),
@@ -468,6 +596,45 @@ mod tests {
                     ..minimal()
                 },
                 "invalid setting AWS_ASSUME_ROLE_ARN:",
+            ),
+            (
+                RawSettings {
+                    checkpoint_configmap: Some("orders-checkpoint".into()),
+                    ..minimal()
+                },
+                "invalid setting CHECKPOINT_NAMESPACE: missing:",
+            ),
+            (
+                RawSettings {
+                    checkpoint_namespace: Some("team-a".into()),
+                    ..minimal()
+                },
+                "invalid setting CHECKPOINT_NAMESPACE:",
+            ),
+            (
+                RawSettings {
+                    checkpoint_configmap: Some("Orders_Checkpoint".into()),
+                    checkpoint_namespace: Some("team-a".into()),
+                    ..minimal()
+                },
+                "invalid setting CHECKPOINT_CONFIGMAP:",
+            ),
+            (
+                RawSettings {
+                    checkpoint_configmap: Some("orders-checkpoint".into()),
+                    checkpoint_namespace: Some("team.a".into()),
+                    ..minimal()
+                },
+                "invalid setting CHECKPOINT_NAMESPACE:",
+            ),
+            (
+                RawSettings {
+                    checkpoint_file: Some("/tmp/cp.json".into()),
+                    checkpoint_configmap: Some("orders-checkpoint".into()),
+                    checkpoint_namespace: Some("team-a".into()),
+                    ..minimal()
+                },
+                "invalid setting CHECKPOINT_CONFIGMAP: cannot be combined with CHECKPOINT_FILE",
             ),
         ];
         for (raw, expected) in cases {
