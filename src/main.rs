@@ -27,8 +27,115 @@ enum Command {
     /// come from the standard chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     /// AWS_SESSION_TOKEN, web identity, profile).
     Adapter(Box<AdapterArgs>),
+    /// Reconcile AWSDynamoDBSource objects into adapter Deployments.
+    Controller(ControllerArgs),
     /// Print the AWSDynamoDBSource CustomResourceDefinition as YAML (config/crd/ is generated from it).
     Crd,
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "Settings (environment variable or flag)")]
+struct ControllerArgs {
+    /// Required. The dynamodb-source image the adapters run.
+    #[arg(long, env = "ADAPTER_IMAGE")]
+    adapter_image: Option<String>,
+    /// Watch only this namespace [default: all namespaces].
+    #[arg(long = "namespace", env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Port of /metrics, /healthz and /readyz [default: 9090].
+    #[arg(long, env = "METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Leader election through a Lease, so several replicas are safe [default: true].
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: Option<bool>,
+    /// Namespace of the leader Lease (the controller's own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the leader Lease [default: dynamodb-source-controller].
+    #[arg(long, env = "LEASE_NAME")]
+    lease_name: Option<String>,
+    /// This replica's identity in the Lease [default: POD_NAME, else the host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// json or text [default: json]. Levels come from RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+fn controller_config(
+    args: ControllerArgs,
+) -> Result<(dynamodb_source_controller::ControllerConfig, LogFormat), String> {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+    let adapter_image = args
+        .adapter_image
+        .filter(|i| !i.trim().is_empty())
+        .ok_or("invalid setting ADAPTER_IMAGE: missing: the dynamodb-source image adapters run")?;
+    let log_format = match args.log_format.as_deref() {
+        None | Some("") | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            return Err(format!(
+                "invalid setting LOG_FORMAT: {other:?} is not one of json, text"
+            ));
+        }
+    };
+    let leader_election = if args.leader_elect.unwrap_or(true) {
+        let namespace = args
+            .lease_namespace
+            .filter(|n| !n.is_empty())
+            .ok_or("invalid setting POD_NAMESPACE: missing: the namespace of the leader Lease (or LEADER_ELECT=false)")?;
+        let identity = args.identity.filter(|i| !i.is_empty()).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        Some((
+            namespace,
+            dynamodb_source_controller::leader::LeaseSettings {
+                name: args
+                    .lease_name
+                    .unwrap_or_else(|| "dynamodb-source-controller".to_owned()),
+                identity,
+                duration: Duration::from_secs(15),
+                retry: Duration::from_secs(2),
+            },
+        ))
+    } else {
+        None
+    };
+    Ok((
+        dynamodb_source_controller::ControllerConfig {
+            adapter_image,
+            namespace: args.watch_namespace.filter(|n| !n.is_empty()),
+            metrics_addr: SocketAddr::from((
+                Ipv4Addr::UNSPECIFIED,
+                args.metrics_port.unwrap_or(9090),
+            )),
+            leader_election,
+        },
+        log_format,
+    ))
+}
+
+async fn controller(args: ControllerArgs) -> ExitCode {
+    let (config, log_format) = match controller_config(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dynamodb-source: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(log_format);
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    match dynamodb_source_controller::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the controller stopped");
+            eprintln!("dynamodb-source: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Args)]
@@ -55,6 +162,12 @@ struct AdapterArgs {
     /// The checkpoint file [default: ./TABLE.checkpoint.json].
     #[arg(long, env = "CHECKPOINT_FILE", hide_env_values = true)]
     checkpoint_file: Option<String>,
+    /// A ConfigMap the controller created, to keep the checkpoint in (instead of a file).
+    #[arg(long, env = "CHECKPOINT_CONFIGMAP", hide_env_values = true)]
+    checkpoint_configmap: Option<String>,
+    /// The namespace of CHECKPOINT_CONFIGMAP (required with it).
+    #[arg(long, env = "CHECKPOINT_NAMESPACE", hide_env_values = true)]
+    checkpoint_namespace: Option<String>,
     /// AWS, Plain or TriggerMesh: the shape of each event's data [default: AWS].
     #[arg(long, env = "PAYLOAD_FORMAT", hide_env_values = true)]
     payload_format: Option<String>,
@@ -113,6 +226,8 @@ impl From<AdapterArgs> for RawSettings {
             aws_assume_role_arn: a.aws_assume_role_arn,
             starting_position: a.starting_position,
             checkpoint_file: a.checkpoint_file,
+            checkpoint_configmap: a.checkpoint_configmap,
+            checkpoint_namespace: a.checkpoint_namespace,
             payload_format: a.payload_format,
             event_names: a.event_names,
             k_ce_overrides: a.k_ce_overrides,
@@ -216,6 +331,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Adapter(args) => runtime.block_on(adapter(*args)),
+        Command::Controller(args) => runtime.block_on(controller(args)),
         Command::Crd => match dynamodb_source_api::crd::yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

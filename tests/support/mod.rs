@@ -5,6 +5,7 @@
 
 pub mod adapter;
 pub mod cluster;
+pub mod controller;
 pub mod fake_streams;
 pub mod moto;
 pub mod receiver;

@@ -8,11 +8,15 @@ use serde_json::Value;
 use crate::resource::AWSDynamoDBSource;
 
 /// Optional fields are absent, never null, as in TriggerMesh's schema: the
-/// generator marks every `Option` nullable, which would let `null` through.
+/// generator marks every `Option` nullable (and adds `null` to enums), which
+/// would let `null` through and advertise it as a choice.
 fn strip_nullable(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.remove("nullable");
+            if let Some(Value::Array(choices)) = map.get_mut("enum") {
+                choices.retain(|choice| !choice.is_null());
+            }
             map.values_mut().for_each(strip_nullable);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_nullable),

@@ -328,8 +328,8 @@ pub enum StartingPositionSpec {
 /// Extra CloudEvent attributes (Knative SourceSpec ceOverrides).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[x_kube(
-    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, !(k in ['specversion', 'id', 'source', 'type', 'datacontenttype', 'dataschema', 'subject', 'time', 'data', 'data_base64']))").message("ceOverrides.extensions may not override a required CloudEvents attribute (id, source, type, specversion, datacontenttype, dataschema, subject, time)"),
-    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, k.matches('^[a-z0-9]{1,20}$'))").message("ceOverrides.extensions names are 1 to 20 lower-case letters or digits")
+    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, !(k in ['specversion', 'id', 'source', 'type', 'datacontenttype', 'dataschema', 'subject', 'time', 'data', 'data_base64']))").message("ceOverrides.extensions may not override a required CloudEvents attribute (id, source, type, specversion, datacontenttype, dataschema, subject, time)").field_path(".extensions"),
+    validation = Rule::new("!has(self.extensions) || self.extensions.all(k, k.matches('^[a-z0-9]{1,20}$'))").message("ceOverrides.extensions names are 1 to 20 lower-case letters or digits").field_path(".extensions")
 )]
 pub struct CloudEventOverrides {
     /// Extension attributes and their values, added to every event.

@@ -1,0 +1,858 @@
+//! The objects a source becomes, as pure functions of the source and what the
+//! controller resolved for it. No I/O: every choice here is unit-tested.
+
+use std::collections::BTreeMap;
+
+use dynamodb_source_api::resource::{
+    AWSDynamoDBSource, BackoffPolicySpec, EventNameSpec, PayloadFormatSpec, SecretValueFromField,
+    StartingPositionSpec, TaintEffect, TolerationOperator, ValueFromField,
+};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    ServiceAccount, Toleration,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use url::Url;
+
+use crate::names::{self, Names};
+
+/// The adapter's metrics and health port.
+pub const METRICS_PORT: i32 = 9090;
+/// The data key of the checkpoint ConfigMap (the adapter's contract).
+pub const CHECKPOINT_KEY: &str = "checkpoint.json";
+/// The annotation EKS reads to give a ServiceAccount an IAM role.
+pub const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// What the controller resolved before building.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub image: String,
+    pub sink: Url,
+    pub dead_letter_sink: Option<Url>,
+}
+
+fn owner(source: &AWSDynamoDBSource) -> Option<OwnerReference> {
+    source.controller_owner_ref(&())
+}
+
+/// Labels that select one source's adapter pods.
+pub fn selector_labels(source: &AWSDynamoDBSource) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::LABEL_NAME.to_owned(), names::APP_NAME.to_owned()),
+        (
+            names::LABEL_INSTANCE.to_owned(),
+            names::label_value(&source.name_any()),
+        ),
+    ])
+}
+
+fn labels(source: &AWSDynamoDBSource) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(source);
+    labels.insert(names::LABEL_COMPONENT.to_owned(), "adapter".to_owned());
+    labels.insert(
+        names::LABEL_MANAGED_BY.to_owned(),
+        names::MANAGER.to_owned(),
+    );
+    labels
+}
+
+fn meta(source: &AWSDynamoDBSource, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: source.namespace(),
+        labels: Some(labels(source)),
+        owner_references: owner(source).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The ServiceAccount the adapter runs as: the one the source names, or ours.
+pub fn service_account_name(source: &AWSDynamoDBSource) -> String {
+    source
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.iam.as_ref())
+        .and_then(|iam| iam.service_account.clone())
+        .unwrap_or_else(|| Names::of(&source.name_any()).service_account)
+}
+
+/// Our ServiceAccount, annotated for IRSA when the source has a role; `None`
+/// when the source names its own ServiceAccount.
+pub fn service_account(source: &AWSDynamoDBSource) -> Option<ServiceAccount> {
+    let iam = source.spec.auth.as_ref().and_then(|a| a.iam.as_ref());
+    if iam.is_some_and(|iam| iam.service_account.is_some()) {
+        return None;
+    }
+    let mut meta = meta(source, &Names::of(&source.name_any()).service_account);
+    if let Some(role) = iam.and_then(|iam| iam.role_arn.clone()) {
+        meta.annotations = Some(BTreeMap::from([(IRSA_ANNOTATION.to_owned(), role)]));
+    }
+    Some(ServiceAccount {
+        metadata: meta,
+        ..ServiceAccount::default()
+    })
+}
+
+/// The ConfigMap the adapter keeps its checkpoint in. Built without data: the
+/// adapter owns the data, the controller only the object.
+pub fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(source, &Names::of(&source.name_any()).checkpoint),
+        ..ConfigMap::default()
+    }
+}
+
+/// Exactly the checkpoint object, nothing more.
+pub fn role(source: &AWSDynamoDBSource) -> Role {
+    let names = Names::of(&source.name_any());
+    Role {
+        metadata: meta(source, &names.adapter),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".to_owned()]),
+            resource_names: Some(vec![names.checkpoint]),
+            verbs: ["get", "update", "patch"].map(String::from).to_vec(),
+            ..PolicyRule::default()
+        }]),
+    }
+}
+
+pub fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
+    let names = Names::of(&source.name_any());
+    RoleBinding {
+        metadata: meta(source, &names.adapter),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: names.adapter,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: service_account_name(source),
+            namespace: source.namespace(),
+            ..Subject::default()
+        }]),
+    }
+}
+
+/// Literal credential values, moved into a Secret owned by the source so the
+/// Deployment only ever references them.
+pub fn credentials_secret(source: &AWSDynamoDBSource) -> Option<Secret> {
+    let credentials = source.spec.auth.as_ref()?.credentials.as_ref()?;
+    let mut data = BTreeMap::new();
+    if let Some(value) = &credentials.access_key_id.value {
+        data.insert("accessKeyID".to_owned(), value.clone());
+    }
+    if let Some(value) = &credentials.secret_access_key.value {
+        data.insert("secretAccessKey".to_owned(), value.clone());
+    }
+    if let Some(value) = credentials
+        .session_token
+        .as_ref()
+        .and_then(|t| t.value.clone())
+    {
+        data.insert("sessionToken".to_owned(), value);
+    }
+    if data.is_empty() {
+        return None;
+    }
+    Some(Secret {
+        metadata: meta(source, &Names::of(&source.name_any()).credentials),
+        string_data: Some(data),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    })
+}
+
+/// Where one credential comes from: a key of a Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+fn literal_or_ref(
+    source: &AWSDynamoDBSource,
+    value: Option<&String>,
+    from_secret: Option<&dynamodb_source_api::resource::SecretKeySelector>,
+    literal_key: &str,
+) -> Option<SecretRef> {
+    match (value, from_secret) {
+        (_, Some(selector)) => Some(SecretRef {
+            name: selector.name.clone(),
+            key: selector.key.clone(),
+        }),
+        (Some(_), None) => Some(SecretRef {
+            name: Names::of(&source.name_any()).credentials,
+            key: literal_key.to_owned(),
+        }),
+        (None, None) => None,
+    }
+}
+
+fn value_ref(source: &AWSDynamoDBSource, field: &ValueFromField, key: &str) -> Option<SecretRef> {
+    literal_or_ref(
+        source,
+        field.value.as_ref(),
+        field.value_from_secret.as_ref(),
+        key,
+    )
+}
+
+fn secret_ref(
+    source: &AWSDynamoDBSource,
+    field: &SecretValueFromField,
+    key: &str,
+) -> Option<SecretRef> {
+    literal_or_ref(
+        source,
+        field.value.as_ref(),
+        field.value_from_secret.as_ref(),
+        key,
+    )
+}
+
+/// Every Secret key the adapter will read, with the variable it fills.
+pub fn credential_refs(source: &AWSDynamoDBSource) -> Vec<(&'static str, SecretRef)> {
+    let Some(credentials) = source
+        .spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.credentials.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut refs = Vec::new();
+    if let Some(r) = value_ref(source, &credentials.access_key_id, "accessKeyID") {
+        refs.push(("AWS_ACCESS_KEY_ID", r));
+    }
+    if let Some(r) = secret_ref(source, &credentials.secret_access_key, "secretAccessKey") {
+        refs.push(("AWS_SECRET_ACCESS_KEY", r));
+    }
+    if let Some(r) = credentials
+        .session_token
+        .as_ref()
+        .and_then(|t| secret_ref(source, t, "sessionToken"))
+    {
+        refs.push(("AWS_SESSION_TOKEN", r));
+    }
+    refs
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// The adapter's environment: exactly the contract `dynamodb-source adapter` reads.
+pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVar> {
+    let spec = &source.spec;
+    let names = Names::of(&source.name_any());
+    let mut vars = vec![
+        env("K_SINK", resolved.sink.as_str()),
+        env("ARN", spec.arn.as_str()),
+        env("CHECKPOINT_CONFIGMAP", names.checkpoint),
+        EnvVar {
+            name: "CHECKPOINT_NAMESPACE".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        env("METRICS_PORT", METRICS_PORT.to_string()),
+        env("LOG_FORMAT", "json"),
+    ];
+    for (name, secret) in credential_refs(source) {
+        vars.push(EnvVar {
+            name: name.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name,
+                    key: secret.key,
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    if let Some(role) = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.credentials.as_ref())
+        .and_then(|c| c.assume_iam_role.clone())
+    {
+        vars.push(env("AWS_ASSUME_ROLE_ARN", role));
+    }
+    if let Some(endpoint) = &spec.endpoint {
+        vars.push(env("AWS_ENDPOINT_URL", endpoint.url.as_str()));
+    }
+    if let Some(position) = spec.starting_position {
+        vars.push(env(
+            "STARTING_POSITION",
+            match position {
+                StartingPositionSpec::Latest => "LATEST",
+                StartingPositionSpec::TrimHorizon => "TRIM_HORIZON",
+            },
+        ));
+    }
+    if let Some(format) = spec.payload.as_ref().and_then(|p| p.format) {
+        vars.push(env(
+            "PAYLOAD_FORMAT",
+            match format {
+                PayloadFormatSpec::Aws => "AWS",
+                PayloadFormatSpec::Plain => "Plain",
+                PayloadFormatSpec::TriggerMesh => "TriggerMesh",
+            },
+        ));
+    }
+    if let Some(names) = spec
+        .filter
+        .as_ref()
+        .and_then(|f| f.event_names.as_ref())
+        .filter(|n| !n.is_empty())
+    {
+        let list: Vec<&str> = names
+            .iter()
+            .map(|n| match n {
+                EventNameSpec::Insert => "INSERT",
+                EventNameSpec::Modify => "MODIFY",
+                EventNameSpec::Remove => "REMOVE",
+            })
+            .collect();
+        vars.push(env("EVENT_NAMES", list.join(",")));
+    }
+    if let Some(extensions) = spec
+        .ce_overrides
+        .as_ref()
+        .and_then(|o| o.extensions.as_ref())
+        .filter(|e| !e.is_empty())
+    {
+        let json = serde_json::json!({ "extensions": extensions });
+        vars.push(env("K_CE_OVERRIDES", json.to_string()));
+    }
+    if let Some(delivery) = &spec.delivery {
+        if let Some(retry) = delivery.retry {
+            vars.push(env("DELIVERY_RETRY", retry.to_string()));
+        }
+        if let Some(policy) = delivery.backoff_policy {
+            vars.push(env(
+                "DELIVERY_BACKOFF_POLICY",
+                match policy {
+                    BackoffPolicySpec::Exponential => "exponential",
+                    BackoffPolicySpec::Linear => "linear",
+                },
+            ));
+        }
+        if let Some(delay) = &delivery.backoff_delay {
+            vars.push(env("DELIVERY_BACKOFF_DELAY", delay.as_str()));
+        }
+        if let Some(timeout) = &delivery.timeout {
+            vars.push(env("DELIVERY_TIMEOUT", timeout.as_str()));
+        }
+    }
+    if let Some(dls) = &resolved.dead_letter_sink {
+        vars.push(env("K_DEAD_LETTER_SINK", dls.as_str()));
+    }
+    if let Some(ca) = &spec.sink.ca_certs {
+        vars.push(env("K_CA_CERTS", ca.as_str()));
+    }
+    // Overrides come last and replace a variable of the same name.
+    for var in spec
+        .adapter_overrides
+        .as_ref()
+        .and_then(|o| o.env.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = var.name.clone().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        vars.retain(|v| v.name != name);
+        vars.push(env(&name, var.value.clone().unwrap_or_default()));
+    }
+    vars
+}
+
+fn quantity(value: &serde_json::Value) -> Quantity {
+    match value {
+        serde_json::Value::String(s) => Quantity(s.clone()),
+        other => Quantity(other.to_string()),
+    }
+}
+
+fn resources(source: &AWSDynamoDBSource) -> ResourceRequirements {
+    let defaults = ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("25m".to_owned())),
+            ("memory".to_owned(), Quantity("32Mi".to_owned())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("256Mi".to_owned()),
+        )])),
+        ..ResourceRequirements::default()
+    };
+    let Some(custom) = source
+        .spec
+        .adapter_overrides
+        .as_ref()
+        .and_then(|o| o.resources.as_ref())
+    else {
+        return defaults;
+    };
+    let convert = |map: &Option<BTreeMap<String, serde_json::Value>>| {
+        map.as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), quantity(v))).collect())
+    };
+    ResourceRequirements {
+        requests: convert(&custom.requests).or(defaults.requests),
+        limits: convert(&custom.limits).or(defaults.limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn tolerations(source: &AWSDynamoDBSource) -> Option<Vec<Toleration>> {
+    let list = source
+        .spec
+        .adapter_overrides
+        .as_ref()?
+        .tolerations
+        .as_ref()?;
+    Some(
+        list.iter()
+            .map(|t| Toleration {
+                key: t.key.clone(),
+                operator: t.operator.map(|o| match o {
+                    TolerationOperator::Exists => "Exists".to_owned(),
+                    TolerationOperator::Equal => "Equal".to_owned(),
+                }),
+                value: t.value.clone(),
+                effect: t.effect.map(|e| match e {
+                    TaintEffect::NoSchedule => "NoSchedule".to_owned(),
+                    TaintEffect::PreferNoSchedule => "PreferNoSchedule".to_owned(),
+                    TaintEffect::NoExecute => "NoExecute".to_owned(),
+                }),
+                toleration_seconds: t.toleration_seconds,
+            })
+            .collect(),
+    )
+}
+
+fn probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+/// The adapter Deployment: one replica, never two readers of a shard.
+pub fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Deployment {
+    let names = Names::of(&source.name_any());
+    let overrides = source.spec.adapter_overrides.clone().unwrap_or_default();
+    let mut pod_labels = labels(source);
+    for (k, v) in overrides.labels.clone().unwrap_or_default() {
+        // The selector labels stay ours: overriding them would orphan the pods.
+        if !selector_labels(source).contains_key(&k) {
+            pod_labels.insert(k, v);
+        }
+    }
+    let affinity: Option<Affinity> = overrides
+        .affinity
+        .clone()
+        .and_then(|value| serde_json::from_value(value).ok());
+    let container = Container {
+        name: "adapter".to_owned(),
+        image: Some(resolved.image.clone()),
+        args: Some(vec!["adapter".to_owned()]),
+        env: Some(adapter_env(source, resolved)),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe("/readyz")),
+        resources: Some(resources(source)),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: meta(source, &names.adapter),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(source)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..DeploymentStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: overrides.annotations.clone(),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(service_account_name(source)),
+                    automount_service_account_token: Some(true),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    tolerations: tolerations(source),
+                    node_selector: overrides.node_selector.clone(),
+                    affinity,
+                    termination_grace_period_seconds: Some(30),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamodb_source_api::AWSDynamoDBSource;
+
+    fn source(spec: serde_json::Value) -> AWSDynamoDBSource {
+        let mut object: AWSDynamoDBSource = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sources.triggermesh.io/v1alpha1",
+            "kind": "AWSDynamoDBSource",
+            "metadata": {"name": "orders", "namespace": "shop", "uid": "1234", "generation": 2},
+            "spec": spec,
+        }))
+        .expect("valid source");
+        object.metadata.uid = Some("1234".to_owned());
+        object
+    }
+
+    fn resolved() -> Resolved {
+        Resolved {
+            image: "registry.example/dynamodb-source:1.0".to_owned(),
+            sink: Url::parse("http://display.shop.svc.cluster.local/").expect("url"),
+            dead_letter_sink: None,
+        }
+    }
+
+    fn env_of(deployment: &Deployment) -> BTreeMap<String, EnvVar> {
+        let pod = deployment.spec.template.spec.as_ref().expect("pod spec");
+        pod.containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    fn value(env: &BTreeMap<String, EnvVar>, name: &str) -> Option<String> {
+        env.get(name).and_then(|e| e.value.clone())
+    }
+
+    const ARN: &str = "arn:aws:dynamodb:us-west-2:123456789012:table/orders";
+
+    #[test]
+    fn deployment_carries_the_adapter_env_contract() {
+        let source = source(serde_json::json!({
+            "arn": ARN,
+            "sink": {"uri": "http://display.shop.svc.cluster.local/"},
+            "endpoint": {"url": "https://vpce.example"},
+            "startingPosition": "TRIM_HORIZON",
+            "payload": {"format": "Plain"},
+            "filter": {"eventNames": ["INSERT", "REMOVE"]},
+            "ceOverrides": {"extensions": {"team": "orders"}},
+            "delivery": {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S"},
+        }));
+        let mut resolved = resolved();
+        resolved.dead_letter_sink =
+            Some(Url::parse("http://dls.shop.svc.cluster.local/").expect("url"));
+        let env = env_of(&deployment(&source, &resolved));
+        assert_eq!(
+            value(&env, "K_SINK").as_deref(),
+            Some("http://display.shop.svc.cluster.local/")
+        );
+        assert_eq!(value(&env, "ARN").as_deref(), Some(ARN));
+        assert_eq!(
+            value(&env, "AWS_ENDPOINT_URL").as_deref(),
+            Some("https://vpce.example")
+        );
+        assert_eq!(
+            value(&env, "STARTING_POSITION").as_deref(),
+            Some("TRIM_HORIZON")
+        );
+        assert_eq!(value(&env, "PAYLOAD_FORMAT").as_deref(), Some("Plain"));
+        assert_eq!(value(&env, "EVENT_NAMES").as_deref(), Some("INSERT,REMOVE"));
+        assert_eq!(
+            value(&env, "K_CE_OVERRIDES").as_deref(),
+            Some(r#"{"extensions":{"team":"orders"}}"#)
+        );
+        assert_eq!(value(&env, "DELIVERY_RETRY").as_deref(), Some("3"));
+        assert_eq!(
+            value(&env, "DELIVERY_BACKOFF_POLICY").as_deref(),
+            Some("linear")
+        );
+        assert_eq!(
+            value(&env, "DELIVERY_BACKOFF_DELAY").as_deref(),
+            Some("PT1S")
+        );
+        assert_eq!(value(&env, "DELIVERY_TIMEOUT").as_deref(), Some("PT5S"));
+        assert_eq!(
+            value(&env, "K_DEAD_LETTER_SINK").as_deref(),
+            Some("http://dls.shop.svc.cluster.local/")
+        );
+        assert_eq!(
+            value(&env, "CHECKPOINT_CONFIGMAP").as_deref(),
+            Some("awsdynamodbsource-orders-checkpoint")
+        );
+        let namespace = env["CHECKPOINT_NAMESPACE"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref());
+        assert_eq!(
+            namespace.map(|f| f.field_path.as_str()),
+            Some("metadata.namespace")
+        );
+    }
+
+    #[test]
+    fn credentials_reach_the_adapter_only_by_secret_reference() {
+        let source = source(serde_json::json!({
+            "arn": ARN,
+            "sink": {"uri": "http://x/"},
+            "auth": {"credentials": {
+                "accessKeyID": {"value": "AKIAEXAMPLE"},
+                "secretAccessKey": {"valueFromSecret": {"name": "aws", "key": "secret"}},
+                "assumeIamRole": "arn:aws:iam::123456789012:role/reader",
+            }},
+        }));
+        let deployment = deployment(&source, &resolved());
+        let text = serde_json::to_string(&deployment).expect("serializes");
+        assert!(
+            !text.contains("AKIAEXAMPLE"),
+            "a literal credential leaked into the Deployment"
+        );
+        let env = env_of(&deployment);
+        let key_ref = |name: &str| {
+            env[name]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| (s.name.clone(), s.key.clone()))
+        };
+        assert_eq!(
+            key_ref("AWS_ACCESS_KEY_ID"),
+            Some((
+                "awsdynamodbsource-orders-credentials".to_owned(),
+                "accessKeyID".to_owned()
+            ))
+        );
+        assert_eq!(
+            key_ref("AWS_SECRET_ACCESS_KEY"),
+            Some(("aws".to_owned(), "secret".to_owned()))
+        );
+        assert_eq!(
+            value(&env, "AWS_ASSUME_ROLE_ARN").as_deref(),
+            Some("arn:aws:iam::123456789012:role/reader")
+        );
+        let secret = credentials_secret(&source).expect("a Secret for the literal value");
+        assert_eq!(
+            secret
+                .string_data
+                .expect("data")
+                .get("accessKeyID")
+                .map(String::as_str),
+            Some("AKIAEXAMPLE")
+        );
+    }
+
+    #[test]
+    fn deployment_is_hardened_single_replica_recreate_and_owned() {
+        let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
+        let deployment = deployment(&source, &resolved());
+        assert_eq!(
+            deployment.metadata.name.as_deref(),
+            Some("awsdynamodbsource-orders")
+        );
+        let owner = &deployment.metadata.owner_references.clone().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("AWSDynamoDBSource", "orders", Some(true))
+        );
+        let spec = &deployment.spec;
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
+        let pod = spec.template.spec.as_ref().expect("pod");
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.image.as_deref(),
+            Some("registry.example/dynamodb-source:1.0")
+        );
+        assert_eq!(container.args.as_deref(), Some(&["adapter".to_owned()][..]));
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("security context");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()])
+        );
+        assert_eq!(
+            security.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("awsdynamodbsource-orders")
+        );
+    }
+
+    #[test]
+    fn adapter_overrides_are_applied_last() {
+        let source = source(serde_json::json!({
+            "arn": ARN,
+            "sink": {"uri": "http://x/"},
+            "adapterOverrides": {
+                "labels": {"team": "orders", "app.kubernetes.io/instance": "hijack"},
+                "annotations": {"sidecar.istio.io/inject": "false"},
+                "env": [{"name": "LOG_FORMAT", "value": "text"}, {"name": "RUST_LOG", "value": "debug"}],
+                "resources": {"limits": {"memory": "64Mi", "cpu": 1}},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "events", "effect": "NoSchedule"}],
+                "nodeSelector": {"pool": "events"},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+            },
+        }));
+        let deployment = deployment(&source, &resolved());
+        let template = &deployment.spec.template;
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .expect("labels");
+        assert_eq!(labels.get("team").map(String::as_str), Some("orders"));
+        assert_eq!(
+            labels.get("app.kubernetes.io/instance").map(String::as_str),
+            Some("orders"),
+            "selector labels stay"
+        );
+        let env = env_of(&deployment);
+        assert_eq!(value(&env, "LOG_FORMAT").as_deref(), Some("text"));
+        assert_eq!(value(&env, "RUST_LOG").as_deref(), Some("debug"));
+        let pod = template.spec.as_ref().expect("pod");
+        let limits = pod.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .expect("limits");
+        assert_eq!(limits.get("memory").map(|q| q.0.as_str()), Some("64Mi"));
+        assert_eq!(limits.get("cpu").map(|q| q.0.as_str()), Some("1"));
+        assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            pod.node_selector
+                .as_ref()
+                .and_then(|n| n.get("pool"))
+                .map(String::as_str),
+            Some("events")
+        );
+        assert!(
+            pod.affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn irsa_gets_an_annotated_service_account_and_a_named_one_is_used_as_is() {
+        let irsa = source(serde_json::json!({
+            "arn": ARN, "sink": {"uri": "http://x/"},
+            "auth": {"iam": {"roleArn": "arn:aws:iam::123456789012:role/stream-reader"}},
+        }));
+        let account = service_account(&irsa).expect("ours");
+        assert_eq!(
+            account
+                .metadata
+                .annotations
+                .expect("annotated")
+                .get(IRSA_ANNOTATION)
+                .map(String::as_str),
+            Some("arn:aws:iam::123456789012:role/stream-reader")
+        );
+        let named = source(serde_json::json!({
+            "arn": ARN, "sink": {"uri": "http://x/"},
+            "auth": {"iam": {"serviceAccount": "shared-reader"}},
+        }));
+        assert!(service_account(&named).is_none());
+        assert_eq!(service_account_name(&named), "shared-reader");
+        let subjects = role_binding(&named).subjects.expect("subjects");
+        assert_eq!(subjects[0].name, "shared-reader");
+    }
+
+    #[test]
+    fn the_role_grants_only_the_checkpoint() {
+        let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
+        let rules = role(&source).rules.expect("rules");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].resources.as_deref(),
+            Some(&["configmaps".to_owned()][..])
+        );
+        assert_eq!(
+            rules[0].resource_names.as_deref(),
+            Some(&["awsdynamodbsource-orders-checkpoint".to_owned()][..])
+        );
+        assert_eq!(rules[0].verbs, vec!["get", "update", "patch"]);
+    }
+}

@@ -1,0 +1,382 @@
+//! One reconciliation: check what the spec refers to, apply the adapter's
+//! objects with server-side apply, observe the Deployment, write the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamodb_source_api::SourceArn;
+use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::builders::{self, Resolved};
+use crate::metrics::ControllerMetrics;
+use crate::names::{self, Names};
+use crate::sink;
+use crate::status::{self, AdapterObservation, Observations, Problem, SinkObservation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {namespace}/{name}: {source}")]
+    Apply {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("writing the status of {namespace}/{name}: {source}")]
+    Status {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("reading {what}: {source}")]
+    Read { what: String, source: kube::Error },
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "apply",
+            Error::Status { .. } => "status",
+            Error::Read { .. } => "read",
+        }
+    }
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub adapter_image: String,
+    pub recorder: Recorder,
+    pub metrics: ControllerMetrics,
+}
+
+/// How soon a source is looked at again: soon while it waits for something
+/// (a Secret, a sink, pods), rarely once it is ready.
+const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
+const REQUEUE_READY: Duration = Duration::from_secs(300);
+
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(names::MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Apply {
+        kind: std::any::type_name::<K>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("object"),
+        namespace: namespace.to_owned(),
+        name,
+        source,
+    })
+}
+
+/// The Secrets and keys the spec names must exist before the adapter can start.
+async fn check_secrets(
+    client: &Client,
+    source: &AWSDynamoDBSource,
+    namespace: &str,
+) -> Result<Option<Problem>, Error> {
+    let ours = Names::of(&source.name_any()).credentials;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for (_, reference) in builders::credential_refs(source) {
+        if reference.name == ours {
+            continue;
+        }
+        let secret = secrets
+            .get_opt(&reference.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("Secret {namespace}/{}", reference.name),
+                source,
+            })?;
+        let Some(secret) = secret else {
+            return Ok(Some(Problem::new(
+                "SecretNotFound",
+                format!("Secret {namespace}/{} does not exist", reference.name),
+            )));
+        };
+        let has_key = secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(&reference.key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&reference.key));
+        if !has_key {
+            return Ok(Some(Problem::new(
+                "SecretKeyNotFound",
+                format!(
+                    "Secret {namespace}/{} has no key {:?}",
+                    reference.name, reference.key
+                ),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the Deployment is available and, if not, why (pods' waiting reasons first).
+async fn observe(
+    client: &Client,
+    source: &AWSDynamoDBSource,
+    namespace: &str,
+) -> Result<AdapterObservation, Error> {
+    let name = Names::of(&source.name_any()).adapter;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment = deployments
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Deployment {namespace}/{name}"),
+            source,
+        })?;
+    let conditions = deployment
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let available = conditions
+        .iter()
+        .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True"));
+    if available {
+        return Ok(AdapterObservation::Deployed {
+            available,
+            waiting: None,
+        });
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = builders::selector_labels(source)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("pods of {namespace}/{name}"),
+            source,
+        })?;
+    let waiting = pods
+        .items
+        .iter()
+        .flat_map(|p| {
+            p.status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+        })
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.clone()?;
+            Some(Problem::new(
+                reason,
+                format!(
+                    "{}: {}",
+                    c.name,
+                    waiting.message.clone().unwrap_or_default()
+                ),
+            ))
+        })
+        .or_else(|| {
+            conditions
+                .iter()
+                .find(|c| matches!(c.type_.as_deref(), Some("Progressing" | "ReplicaFailure")))
+                .map(|c| {
+                    Problem::new(
+                        "AdapterUnavailable",
+                        c.message
+                            .clone()
+                            .unwrap_or_else(|| "the adapter is starting".to_owned()),
+                    )
+                })
+        });
+    Ok(AdapterObservation::Deployed { available, waiting })
+}
+
+async fn apply_objects(
+    ctx: &Context,
+    source: &AWSDynamoDBSource,
+    namespace: &str,
+    resolved: &Resolved,
+) -> Result<(), Error> {
+    let client = &ctx.client;
+    if let Some(secret) = builders::credentials_secret(source) {
+        apply::<Secret>(client, namespace, &secret).await?;
+    }
+    if let Some(account) = builders::service_account(source) {
+        apply::<ServiceAccount>(client, namespace, &account).await?;
+    }
+    apply::<ConfigMap>(client, namespace, &builders::checkpoint(source)).await?;
+    apply::<Role>(client, namespace, &builders::role(source)).await?;
+    apply::<RoleBinding>(client, namespace, &builders::role_binding(source)).await?;
+    apply::<Deployment>(client, namespace, &builders::deployment(source, resolved)).await
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = source.namespace().unwrap_or_else(|| "default".to_owned());
+    let name = source.name_any();
+    let client = &ctx.client;
+
+    let sink = sink::resolve(client, &namespace, &source.spec.sink).await;
+    let table_source = match source.spec.arn.parse::<SourceArn>() {
+        Ok(arn) => Ok(arn.table().to_string()),
+        Err(e) => Err(Problem::new("InvalidARN", format!("spec.arn: {e}"))),
+    };
+    let dead_letter = match source
+        .spec
+        .delivery
+        .as_ref()
+        .and_then(|d| d.dead_letter_sink.as_ref())
+    {
+        Some(destination) => sink::resolve(client, &namespace, destination)
+            .await
+            .map(Some)
+            .map_err(|p| {
+                Problem::new(
+                    format!("DeadLetter{}", p.reason),
+                    format!("delivery.deadLetterSink: {}", p.message),
+                )
+            }),
+        None => Ok(None),
+    };
+    let secrets = check_secrets(client, &source, &namespace).await?;
+
+    let adapter = match (&table_source, &sink, &dead_letter, secrets) {
+        (Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
+        (_, _, _, Some(problem)) => AdapterObservation::NotDeployed(problem),
+        (_, Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
+        (_, _, Err(problem), _) => AdapterObservation::NotDeployed(problem.clone()),
+        (Ok(_), Ok(sink_url), Ok(dls), None) => {
+            let resolved = Resolved {
+                image: ctx.adapter_image.clone(),
+                sink: sink_url.clone(),
+                dead_letter_sink: dls.clone(),
+            };
+            apply_objects(&ctx, &source, &namespace, &resolved).await?;
+            observe(client, &source, &namespace).await?
+        }
+    };
+    let observations = Observations {
+        generation: source.metadata.generation,
+        source: table_source
+            .clone()
+            .unwrap_or_else(|_| source.spec.arn.clone()),
+        sink: match &sink {
+            Ok(url) => SinkObservation::Resolved(url.to_string()),
+            Err(problem) => SinkObservation::Failed(problem.clone()),
+        },
+        adapter,
+    };
+    let previous = source.status.as_ref();
+    let status = status::compute(&observations, previous, &now());
+    write_status(&ctx, &source, &namespace, &name, &status).await?;
+    announce(&ctx, &source, previous, &status).await;
+
+    let ready = status::ready(&status).is_some_and(|c| c.status == ConditionStatus::True);
+    Ok(Action::requeue(if ready {
+        REQUEUE_READY
+    } else {
+        REQUEUE_NOT_READY
+    }))
+}
+
+async fn write_status(
+    ctx: &Context,
+    source: &AWSDynamoDBSource,
+    namespace: &str,
+    name: &str,
+    status: &AWSDynamoDBSourceStatus,
+) -> Result<(), Error> {
+    if source.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<AWSDynamoDBSource> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": AWSDynamoDBSource::api_version(&()),
+        "kind": AWSDynamoDBSource::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(names::MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Status {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// A Kubernetes Event on the source when Ready changes.
+async fn announce(
+    ctx: &Context,
+    source: &AWSDynamoDBSource,
+    previous: Option<&AWSDynamoDBSourceStatus>,
+    status: &AWSDynamoDBSourceStatus,
+) {
+    let before = previous
+        .and_then(status::ready)
+        .map(|c| (c.status, c.reason.clone()));
+    let Some(after) = status::ready(status) else {
+        return;
+    };
+    if before == Some((after.status, after.reason.clone())) {
+        return;
+    }
+    let ready = after.status == ConditionStatus::True;
+    let event = Event {
+        type_: if ready {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
+        reason: after.reason.clone().unwrap_or_else(|| "Unknown".to_owned()),
+        note: after.message.clone(),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if ready {
+        info!(source = %source.name_any(), "source is ready");
+    } else {
+        warn!(source = %source.name_any(), reason = ?after.reason, message = ?after.message, "source is not ready");
+    }
+    if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
+        warn!(error = %e, "publishing a Kubernetes Event failed");
+    }
+}
+
+/// Errors are retried with a delay; the next reconcile starts from scratch.
+pub fn error_policy(source: Arc<AWSDynamoDBSource>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(source = %source.name_any(), %error, "reconcile failed");
+    ctx.metrics.failure(error.kind());
+    Action::requeue(Duration::from_secs(10))
+}

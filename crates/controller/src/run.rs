@@ -1,0 +1,184 @@
+//! The controller process: leader election, the watch-driven reconcile loop,
+//! operations endpoints, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dynamodb_source_api::AWSDynamoDBSource;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::leader::{Elector, LeaseSettings};
+use crate::metrics::ControllerMetrics;
+use crate::names;
+use crate::reconcile::{self, Context, Error};
+
+/// The controller's configuration, parsed by the binary.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The image of `dynamodb-source` the adapters run.
+    pub adapter_image: String,
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    /// Leader election: the Lease's namespace and settings; `None` disables it.
+    pub leader_election: Option<(String, LeaseSettings)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("serving metrics and health on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("lost the leader Lease; exiting so that only one replica reconciles")]
+    LeadershipLost,
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until `shutdown`; returns an error if leadership is lost.
+pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let metrics = ControllerMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness: dynamodb_source_ops::Readiness = Arc::new(|| Ok(()));
+    let ops_stop = CancellationToken::new();
+    let (addr, ops_task) = dynamodb_source_ops::serve(
+        config.metrics_addr,
+        Arc::new(registry),
+        readiness,
+        ops_stop.clone(),
+    )
+    .await
+    .map_err(|source| RunError::Bind {
+        addr: config.metrics_addr,
+        source,
+    })?;
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+
+    let elector = config.leader_election.clone().map(|(namespace, settings)| {
+        Elector::new(
+            Api::<Lease>::namespaced(client.clone(), &namespace),
+            settings,
+        )
+    });
+    let reconciling = shutdown.child_token();
+    let mut lost = None;
+    if let Some(elector) = &elector {
+        info!("waiting to become the leader");
+        if !elector.acquire(&shutdown).await {
+            ops_stop.cancel();
+            let _ = ops_task.await;
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lost = Some(rx);
+        let hold_stop = reconciling.clone();
+        let elector_api = Api::<Lease>::namespaced(
+            client.clone(),
+            &config
+                .leader_election
+                .as_ref()
+                .map(|(ns, _)| ns.clone())
+                .unwrap_or_default(),
+        );
+        let settings = config.leader_election.as_ref().map(|(_, s)| s.clone());
+        let leader_gauge = metrics.leader.clone();
+        tokio::spawn(async move {
+            let Some(settings) = settings else { return };
+            leader_gauge.set(1);
+            let holder = Elector::new(elector_api, settings);
+            let was_lost = holder.hold(&hold_stop).await;
+            leader_gauge.set(0);
+            if was_lost {
+                hold_stop.cancel();
+            }
+            let _ = tx.send(was_lost);
+        });
+    }
+
+    let reporter = Reporter {
+        controller: names::MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        adapter_image: config.adapter_image.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+    });
+    let sources: Api<AWSDynamoDBSource> = api(&client, &config.namespace);
+    let deployments: Api<Deployment> = api(&client, &config.namespace);
+    let managed = format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER);
+    info!(namespace = ?config.namespace, image = %config.adapter_image, "reconciling AWSDynamoDBSource objects");
+    Controller::new(sources, watcher::Config::default())
+        .owns(deployments, watcher::Config::default().labels(&managed))
+        .graceful_shutdown_on(reconciling.clone().cancelled_owned())
+        .run(
+            |source, ctx: Arc<Context>| async move {
+                let started = Instant::now();
+                ctx.metrics.reconciliations.inc();
+                let result: Result<Action, Error> = reconcile::reconcile(source, ctx.clone()).await;
+                ctx.metrics
+                    .duration
+                    .observe(started.elapsed().as_secs_f64());
+                result
+            },
+            reconcile::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(source = %object.name, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile loop"),
+            }
+        })
+        .await;
+
+    let leadership_lost = match lost {
+        Some(rx) => {
+            reconciling.cancel();
+            tokio::time::timeout(Duration::from_secs(5), rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if let (Some(elector), false) = (&elector, leadership_lost) {
+        elector.release().await;
+    }
+    ops_stop.cancel();
+    let _ = ops_task.await;
+    if leadership_lost {
+        error!("lost the leader Lease");
+        return Err(RunError::LeadershipLost);
+    }
+    info!("controller stopped");
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The controller binary as a separate process, authenticated only as the
+//! ServiceAccount of `config/rbac/`, so its RBAC is what the tests prove.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::cluster::{self, Cluster};
+use super::{eventually, free_port, repo_path};
+
+pub const NAMESPACE: &str = "dynamodb-source";
+pub const ACCOUNT: &str = "dynamodb-source-controller";
+pub const ADAPTER_IMAGE: &str = "example.invalid/dynamodb-source:test";
+
+fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs the CRD and the controller's namespace and RBAC from `config/`, once.
+pub fn install(cluster: &Cluster) {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let config = repo_path("config");
+        let path = |p: &str| config.join(p).display().to_string();
+        kubectl(
+            cluster,
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                &path("crd/awsdynamodbsources.yaml"),
+            ],
+        );
+        kubectl(
+            cluster,
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                &path("manager/namespace.yaml"),
+            ],
+        );
+        kubectl(cluster, &["apply", "--server-side", "-k", &path("rbac")]);
+        kubectl(
+            cluster,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=120s",
+                "crd/awsdynamodbsources.sources.triggermesh.io",
+            ],
+        );
+    });
+}
+
+/// A kubeconfig holding only a token of the controller's ServiceAccount.
+pub async fn kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
+    let token = cluster.service_account_token(NAMESPACE, ACCOUNT).await;
+    let server = cluster.admin_config().await.cluster_url.to_string();
+    let path = dir.join("controller.kubeconfig");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: controller\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: controller\ncurrent-context: test\n",
+        ca = cluster.ca_file().display(),
+    );
+    std::fs::write(&path, yaml).expect("write kubeconfig");
+    path
+}
+
+pub struct ControllerProcess {
+    child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts a controller watching `namespace`; with `identity`, it takes part
+    /// in leader election on `lease`.
+    pub fn spawn(
+        kubeconfig: &Path,
+        namespace: &str,
+        leader: Option<(&str, &str)>,
+        log: PathBuf,
+    ) -> ControllerProcess {
+        let metrics_port = free_port();
+        let mut command = Command::new(super::adapter::BINARY);
+        command
+            .arg("controller")
+            .env_clear()
+            .env("KUBECONFIG", kubeconfig)
+            .env("ADAPTER_IMAGE", ADAPTER_IMAGE)
+            .env("WATCH_NAMESPACE", namespace)
+            .env("METRICS_PORT", metrics_port.to_string())
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "info,kube=warn")
+            .env("POD_NAMESPACE", NAMESPACE);
+        match leader {
+            Some((lease, identity)) => {
+                command.env("LEASE_NAME", lease).env("POD_NAME", identity);
+            }
+            None => {
+                command.env("LEADER_ELECT", "false");
+            }
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the controller starts");
+        ControllerProcess {
+            child,
+            metrics_port,
+            log,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let body = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        body.lines().find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.trim().split(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+    }
+
+    pub async fn wait_serving(&mut self) {
+        eventually(
+            "the controller to serve metrics",
+            cluster::DEADLINE,
+            async || {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("the controller exited with {status}:\n{}", self.logs());
+                }
+                self.metric("dynamodb_source_controller_leader")
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
