@@ -20,11 +20,13 @@ lint:
 
 # Everything: formatting, lints, unit tests, end-to-end tests against moto and
 # against a Kubernetes control plane (tests/cluster; built once, cached outside the repo).
+# Clippy runs first so that the suite's last line is its summary.
 test: venv
 	cargo fmt --all -- --check
-	tests/cluster/up --build-only
-	DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) cargo test --workspace --locked
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	tests/cluster/up --build-only
+	set -o pipefail; DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) \
+	  cargo test --workspace --locked --lib --bins --tests 2>&1 | scripts/test-summary
 
 bench: venv
 	cargo bench --bench throughput
