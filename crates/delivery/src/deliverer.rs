@@ -81,9 +81,29 @@ impl Deliverer {
     /// refuses it or retries are exhausted.
     pub async fn deliver(&self, event: Event, cancel: &CancellationToken) -> Outcome {
         let started = Instant::now();
+        let id = event.id().to_owned();
+        // Only a dead-letter sink needs the event again after encoding.
+        let spare = self.dead_letter.as_ref().map(|_| event.clone());
+        let request = match self.sink.prepare(event, self.policy.timeout) {
+            Ok(request) => request,
+            Err(reason) => {
+                error!(%id, %reason, "the event cannot be sent");
+                return match spare {
+                    Some(event) => {
+                        let failure = Failure {
+                            reason: DeadLetterReason::Malformed,
+                            status: None,
+                            body: reason,
+                        };
+                        self.dead_letter(event, failure, cancel).await
+                    }
+                    None => Outcome::DeadLettered,
+                };
+            }
+        };
         let mut retry = 0u32;
         let failure = loop {
-            let attempt = self.sink.send(event.clone(), self.policy.timeout).await;
+            let attempt = self.sink.send_prepared(&request).await;
             self.count_attempt(&attempt);
             match attempt {
                 Attempt::Acknowledged(_) => {
@@ -94,7 +114,7 @@ impl Deliverer {
                     return Outcome::Delivered;
                 }
                 Attempt::Rejected { status, body } => {
-                    warn!(id = event.id(), status, %body, "the sink rejected the event");
+                    warn!(%id, status, %body, "the sink rejected the event");
                     let failure = Failure {
                         reason: DeadLetterReason::Rejected,
                         status: Some(status),
@@ -106,7 +126,7 @@ impl Deliverer {
                     // No dead-letter sink: keep the shard waiting rather than lose the event.
                     retry = retry.saturating_add(1);
                     error!(
-                        id = event.id(),
+                        %id,
                         retry,
                         "no dead-letter sink configured; retrying a rejected event so it is not lost"
                     );
@@ -129,14 +149,18 @@ impl Deliverer {
                             body: reason,
                         };
                     }
-                    warn!(id = event.id(), retry, %reason, "delivery failed, retrying");
+                    warn!(%id, retry, %reason, "delivery failed, retrying");
                     if !self.pause(retry, retry_after, cancel).await {
                         return Outcome::Cancelled;
                     }
                 }
             }
         };
-        self.dead_letter(event, failure, cancel).await
+        match spare {
+            Some(event) => self.dead_letter(event, failure, cancel).await,
+            // Unreachable: failures only leave the loop with a dead-letter sink.
+            None => Outcome::Cancelled,
+        }
     }
 
     /// Sends an event that could not even be built from its record.

@@ -80,22 +80,40 @@ impl Sink {
         &self.url
     }
 
-    pub async fn send(&self, event: Event, timeout: Duration) -> Attempt {
-        let request = match self
+    /// Encodes `event` as an HTTP request (binary content mode) once, so that
+    /// retries resend the same bytes without encoding again.
+    pub fn prepare(&self, event: Event, timeout: Duration) -> Result<reqwest::Request, String> {
+        let builder = self
             .client
             .post(self.url.clone())
             .timeout(timeout)
             .event(event)
-        {
-            Ok(request) => request,
-            Err(e) => {
-                return Attempt::Rejected {
-                    status: 0,
-                    body: format!("the event could not be encoded: {e}"),
-                };
-            }
+            .map_err(|e| format!("the event could not be encoded: {e}"))?;
+        builder
+            .build()
+            .map_err(|e| format!("the request could not be built: {e}"))
+    }
+
+    pub async fn send(&self, event: Event, timeout: Duration) -> Attempt {
+        match self.prepare(event, timeout) {
+            Ok(request) => self.send_prepared(&request).await,
+            Err(body) => Attempt::Rejected { status: 0, body },
+        }
+    }
+
+    /// One attempt with a prepared request.
+    pub async fn send_prepared(&self, request: &reqwest::Request) -> Attempt {
+        let Some(request) = request.try_clone() else {
+            return Attempt::Rejected {
+                status: 0,
+                body: "the request body cannot be replayed".to_owned(),
+            };
         };
-        let response = match request.send().await {
+        let timeout = request
+            .timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(30));
+        let response = match self.client.execute(request).await {
             Ok(response) => response,
             Err(e) => {
                 return Attempt::Retryable {

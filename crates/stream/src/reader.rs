@@ -22,6 +22,18 @@ pub struct Batch {
     /// Set when records were trimmed before they could be read and reading
     /// went on from the oldest record still held.
     pub trimmed: Option<String>,
+    /// Records created before this Unix second are only checkpointed past, not
+    /// delivered: they predate a `LATEST` start that had to be replaced.
+    pub skip_created_before: Option<i64>,
+}
+
+impl Batch {
+    /// Whether `record` predates where this shard's reading logically starts.
+    pub fn skips(&self, record: &StreamRecord) -> bool {
+        self.skip_created_before
+            .zip(record.approximate_creation)
+            .is_some_and(|(since, created)| created_before(created.secs(), since))
+    }
 }
 
 /// The shard cannot be read any more (it, or its stream, no longer exists).
@@ -58,9 +70,10 @@ impl Pause {
 
 /// Reads one shard batch by batch.
 ///
-/// The caller delivers every record of a batch before asking for the next one,
-/// so the position of the last record handed out is also the position to
-/// resume from when an iterator has to be acquired again.
+/// Every record handed out is delivered (or the whole task is abandoned and
+/// resumes from the checkpoint), so the position of the last record handed out
+/// is the position to resume from when an iterator has to be acquired again,
+/// even while earlier batches are still being delivered.
 #[derive(Debug)]
 pub struct ShardReader {
     client: StreamClient,
@@ -98,7 +111,7 @@ fn now_unix() -> i64 {
 
 impl ShardReader {
     /// `skip_created_before`: records created before this Unix second are
-    /// handed out for checkpointing only (see [`ShardReader::skips`]).
+    /// handed out for checkpointing only (see [`Batch::skips`]).
     pub fn new(
         client: StreamClient,
         stream: StreamArn,
@@ -129,15 +142,6 @@ impl ShardReader {
 
     pub fn shard(&self) -> &ShardId {
         &self.shard
-    }
-
-    /// Whether a record predates where this shard's reading logically starts
-    /// (a `LATEST` start that had to be replaced by `TRIM_HORIZON`): such
-    /// records are not delivered, only checkpointed past.
-    pub fn skips(&self, record: &StreamRecord) -> bool {
-        self.skip_created_before
-            .zip(record.approximate_creation)
-            .is_some_and(|(since, created)| created_before(created.secs(), since))
     }
 
     fn position(&self) -> StartAt {
@@ -214,6 +218,7 @@ impl ShardReader {
                         records,
                         end_of_shard: page.next_iterator.is_none(),
                         trimmed: self.trimmed.take(),
+                        skip_created_before: self.skip_created_before,
                     });
                 }
                 Err(err) => self.on_error(err).await?,
