@@ -62,7 +62,7 @@ pub struct Context {
 }
 
 /// How soon a source is looked at again: soon while it waits for something
-/// (a Secret, a sink, pods), rarely once it is ready.
+/// the controller does not watch (a Secret, a sink), rarely otherwise.
 const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 const REQUEUE_READY: Duration = Duration::from_secs(300);
 
@@ -298,11 +298,18 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
     write_status(&ctx, &source, &namespace, &name, &status).await?;
     announce(&ctx, &source, previous, &status).await;
 
-    let ready = status::ready(&status).is_some_and(|c| c.status == ConditionStatus::True);
-    Ok(Action::requeue(if ready {
-        REQUEUE_READY
-    } else {
+    // Changes to the Deployment wake the controller through its watch; what it
+    // cannot watch (Secrets, sinks of any kind) is polled while it is wrong.
+    let waits_on_unwatched = match &observations.adapter {
+        AdapterObservation::NotDeployed(_) => true,
+        AdapterObservation::Deployed { .. } => {
+            matches!(observations.sink, SinkObservation::Failed(_))
+        }
+    };
+    Ok(Action::requeue(if waits_on_unwatched {
         REQUEUE_NOT_READY
+    } else {
+        REQUEUE_READY
     }))
 }
 
