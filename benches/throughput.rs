@@ -3,7 +3,8 @@
 //! adapter's start until the sink counted every event, and the adapter's peak
 //! resident memory. The baseline is the same number of identical POSTs (same
 //! headers, same body) sent by a bare reqwest loop to the same sink, one loop
-//! per shard: what the sink and loopback allow, so the gap is the adapter's.
+//! per shard, run as a separate process like the adapter: what the sink and
+//! loopback allow, so the gap is the adapter's.
 //!
 //! Run with `cargo bench --bench throughput`.
 
@@ -96,13 +97,25 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) a process has used so far, from /proc (Linux).
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 struct Measured {
     scenario: String,
     records: usize,
     end_to_end: Duration,
     steady: Duration,
     peak_rss_kib: Option<u64>,
+    adapter_cpu: Option<Duration>,
     baseline: Duration,
+    baseline_cpu: Option<Duration>,
     body_bytes: usize,
 }
 
@@ -110,8 +123,15 @@ fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(f64::EPSILON)
 }
 
-/// Sends `n` copies of the first request the sink saw, `loops` loops at once.
-async fn baseline(sink: &Sink, n: usize, loops: usize) -> Duration {
+/// Sends `n` copies of the first request the sink saw, `loops` loops at once,
+/// from a separate process (this benchmark re-run as a client), as the adapter
+/// is one: both pay the same cross-process wake-ups on loopback.
+async fn baseline(
+    sink: &Sink,
+    n: usize,
+    loops: usize,
+    dir: &std::path::Path,
+) -> (Duration, Option<Duration>) {
     let (headers, body) = sink
         .state
         .first
@@ -119,42 +139,96 @@ async fn baseline(sink: &Sink, n: usize, loops: usize) -> Duration {
         .expect("lock")
         .clone()
         .expect("the sink saw a request");
-    let mut replay = reqwest::header::HeaderMap::new();
-    for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
-            replay.insert(name.clone(), value.clone());
+    let header_file = dir.join("baseline.headers");
+    let body_file = dir.join("baseline.body");
+    let lines: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| *name != "host" && *name != "content-length")
+        .map(|(name, value)| format!("{}: {}", name, value.to_str().unwrap_or_default()))
+        .collect();
+    std::fs::write(&header_file, lines.join("\n")).expect("write headers");
+    std::fs::write(&body_file, &body).expect("write body");
+    sink.reset();
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    let started = Instant::now();
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "baseline-client",
+            &sink.url,
+            &n.to_string(),
+            &loops.to_string(),
+        ])
+        .arg(&header_file)
+        .arg(&body_file)
+        .output()
+        .await
+        .expect("the baseline client runs");
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "the baseline client succeeded");
+    assert_eq!(sink.count(), n, "every baseline POST counted");
+    let cpu = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_millis);
+    (elapsed, cpu)
+}
+
+/// The baseline client: a bare reqwest loop per shard, nothing else.
+fn baseline_client(args: &[String]) {
+    let [url, n, loops, header_file, body_file] = args else {
+        panic!("baseline-client URL N LOOPS HEADERS BODY");
+    };
+    let n: usize = n.parse().expect("N");
+    let loops: usize = loops.parse().expect("LOOPS");
+    let mut headers = reqwest::header::HeaderMap::new();
+    for line in std::fs::read_to_string(header_file)
+        .expect("headers")
+        .lines()
+    {
+        if let Some((name, value)) = line.split_once(": ") {
+            headers.insert(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
         }
     }
-    sink.reset();
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..loops)
-        .map(|i| {
-            let client = client.clone();
-            let url = sink.url.clone();
-            let headers = replay.clone();
-            let body = body.clone();
-            let share = n / loops + usize::from(i < n % loops);
-            tokio::spawn(async move {
-                for _ in 0..share {
-                    let response = client
-                        .post(&url)
-                        .headers(headers.clone())
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("the sink answers");
-                    assert_eq!(response.status().as_u16(), 202);
-                }
+    let body = Bytes::from(std::fs::read(body_file).expect("body"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let tasks: Vec<_> = (0..loops)
+            .map(|i| {
+                let client = client.clone();
+                let url = url.clone();
+                let headers = headers.clone();
+                let body = body.clone();
+                let share = n / loops + usize::from(i < n % loops);
+                tokio::spawn(async move {
+                    for _ in 0..share {
+                        let response = client
+                            .post(&url)
+                            .headers(headers.clone())
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .expect("the sink answers");
+                        assert_eq!(response.status().as_u16(), 202);
+                    }
+                })
             })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("baseline loop");
+            .collect();
+        for task in tasks {
+            task.await.expect("baseline loop");
+        }
+    });
+    // The parent reads the client's CPU time (ms) from stdout.
+    if let Some(cpu) = cpu_time("self") {
+        println!("{}", cpu.as_millis());
     }
-    let elapsed = started.elapsed();
-    assert_eq!(sink.count(), n, "every baseline POST counted");
-    elapsed
 }
 
 async fn run(scenario: &str, shards: usize) -> Measured {
@@ -179,7 +253,14 @@ async fn run(scenario: &str, shards: usize) -> Measured {
         &fake.endpoint,
         &dir.path().join("checkpoint.json"),
     )
-    .set("RUST_LOG", "warn");
+    .set("RUST_LOG", "warn")
+    // As the image and the controller's Deployments set it: glibc's per-thread
+    // arenas otherwise hold on to freed batch memory.
+    .set("MALLOC_ARENA_MAX", "2")
+    .set(
+        "RECORDS_PER_READ",
+        std::env::var("BENCH_RECORDS_PER_READ").unwrap_or_else(|_| "1000".to_owned()),
+    );
 
     let started = Instant::now();
     let mut adapter = AdapterProcess::spawn(&env, dir.path());
@@ -192,6 +273,7 @@ async fn run(scenario: &str, shards: usize) -> Measured {
     let end_to_end = started.elapsed();
     let steady = sink.span();
     let peak_rss_kib = peak_rss_kib(adapter.pid());
+    let adapter_cpu = cpu_time(&adapter.pid().to_string());
     let status = adapter.terminate(Duration::from_secs(30)).await;
     assert!(
         status.success(),
@@ -206,19 +288,26 @@ async fn run(scenario: &str, shards: usize) -> Measured {
         .expect("lock")
         .as_ref()
         .map_or(0, |(_, body)| body.len());
-    let baseline = baseline(&sink, records, shards).await;
+    let (baseline, baseline_cpu) = baseline(&sink, records, shards, dir.path()).await;
     Measured {
         scenario: scenario.to_owned(),
         records,
         end_to_end,
         steady,
         peak_rss_kib,
+        adapter_cpu,
         baseline,
+        baseline_cpu,
         body_bytes,
     }
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("baseline-client") {
+        baseline_client(&args[1..]);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,7 +320,7 @@ fn main() {
     });
     println!();
     println!(
-        "{:<18} {:>8} {:>10} {:>14} {:>14} {:>10} {:>16} {:>9}",
+        "{:<18} {:>8} {:>10} {:>14} {:>14} {:>10} {:>16} {:>9} {:>14} {:>18}",
         "scenario",
         "records",
         "body (B)",
@@ -239,14 +328,16 @@ fn main() {
         "steady (rec/s)",
         "RSS (MiB)",
         "baseline (req/s)",
-        "adapter %"
+        "adapter %",
+        "overhead (us)",
+        "CPU/event (us)"
     );
     for m in &results {
         let e2e = per_second(m.records, m.end_to_end);
         let steady = per_second(m.records, m.steady);
         let base = per_second(m.records, m.baseline);
         println!(
-            "{:<18} {:>8} {:>10} {:>14.0} {:>14.0} {:>10} {:>16.0} {:>8.0}%",
+            "{:<18} {:>8} {:>10} {:>14.0} {:>14.0} {:>10} {:>16.0} {:>8.0}% {:>14.1} {:>18}",
             m.scenario,
             m.records,
             m.body_bytes,
@@ -256,10 +347,23 @@ fn main() {
                 .map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
             base,
             100.0 * e2e / base,
+            1e6 * (1.0 / e2e - 1.0 / base),
+            format!(
+                "{} vs {}",
+                m.adapter_cpu.map_or("?".to_owned(), |c| format!(
+                    "{:.1}",
+                    c.as_secs_f64() * 1e6 / m.records as f64
+                )),
+                m.baseline_cpu.map_or("?".to_owned(), |c| format!(
+                    "{:.1}",
+                    c.as_secs_f64() * 1e6 / m.records as f64
+                )),
+            ),
         );
     }
     println!(
         "\ne2e: from spawning the adapter until the sink counted every event; steady: first to last event at the sink;\n\
-         baseline: the same POSTs from a bare reqwest loop per shard; adapter %: e2e / baseline."
+         baseline: the same POSTs from a bare reqwest loop per shard in a separate process; adapter %: e2e / baseline;\n\
+         overhead: (1/adapter - 1/baseline) per event; CPU/event: the adapter's CPU time per event vs the baseline client's."
     );
 }

@@ -211,6 +211,9 @@ struct AdapterArgs {
     /// ISO-8601 longest pause between reads of an idle shard, the most latency it adds [default: PT1S].
     #[arg(long, env = "IDLE_POLL_MAX", hide_env_values = true)]
     idle_poll_max: Option<String>,
+    /// The most records one GetRecords call returns, 1 to 1000: bounds each shard's memory [default: 1000].
+    #[arg(long, env = "RECORDS_PER_READ", hide_env_values = true)]
+    records_per_read: Option<String>,
     /// ISO-8601 time in-flight deliveries get at shutdown [default: PT20S].
     #[arg(long, env = "SHUTDOWN_TIMEOUT", hide_env_values = true)]
     shutdown_timeout: Option<String>,
@@ -242,6 +245,7 @@ impl From<AdapterArgs> for RawSettings {
             max_shards: a.max_shards,
             idle_poll_max: a.idle_poll_max,
             shutdown_timeout: a.shutdown_timeout,
+            records_per_read: a.records_per_read,
         }
     }
 }

@@ -60,7 +60,9 @@ impl AdapterProcess {
         let metrics_port = free_port();
         let n = std::fs::read_dir(log_dir).map(|d| d.count()).unwrap_or(0);
         let log = log_dir.join(format!("adapter-{n}.log"));
-        let child = Command::new(BINARY)
+        // DYNAMODB_SOURCE_BIN runs another build (e.g. the profiling profile) instead.
+        let binary = std::env::var_os("DYNAMODB_SOURCE_BIN").unwrap_or_else(|| BINARY.into());
+        let child = Command::new(binary)
             .arg("adapter")
             .env_clear()
             .envs(&env.vars)

@@ -131,7 +131,8 @@ pub async fn run(
         config.assume_role_arn.as_deref(),
     )
     .await;
-    let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk));
+    let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk))
+        .with_records_per_read(config.records_per_read);
 
     let shared = Arc::new(Shared {
         factory: EventFactory::new(

@@ -53,6 +53,7 @@ pub struct RawSettings {
     pub max_shards: Option<String>,
     pub idle_poll_max: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub records_per_read: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,6 +98,8 @@ pub struct Config {
     pub idle_poll_max: Duration,
     /// How long shutdown waits for in-flight deliveries before abandoning them.
     pub shutdown_timeout: Duration,
+    /// The most records one GetRecords call returns (1 to 1000).
+    pub records_per_read: u16,
     /// How often the stream is described to find new shards.
     pub discovery_interval: Duration,
 }
@@ -323,6 +326,16 @@ impl Config {
             .map(|v| duration("IDLE_POLL_MAX", v))
             .transpose()?
             .unwrap_or(Duration::from_secs(1));
+        let records_per_read = present(&raw.records_per_read)
+            .map(|v| match v.parse::<u16>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err(invalid(
+                    "RECORDS_PER_READ",
+                    format!("{v:?} is not a whole number from 1 to 1000"),
+                )),
+            })
+            .transpose()?
+            .unwrap_or(1000);
         let shutdown_timeout = present(&raw.shutdown_timeout)
             .map(|v| duration("SHUTDOWN_TIMEOUT", v))
             .transpose()?
@@ -346,6 +359,7 @@ impl Config {
             max_shards,
             idle_poll_max,
             shutdown_timeout,
+            records_per_read,
             discovery_interval: Duration::from_secs(10),
         })
     }
@@ -582,6 +596,13 @@ mod tests {
                     ..minimal()
                 },
                 "invalid setting LOG_FORMAT:",
+            ),
+            (
+                RawSettings {
+                    records_per_read: Some("5000".into()),
+                    ..minimal()
+                },
+                "invalid setting RECORDS_PER_READ:",
             ),
             (
                 RawSettings {

@@ -95,11 +95,22 @@ pub struct RecordsPage {
 #[derive(Debug, Clone)]
 pub struct StreamClient {
     client: Client,
+    records_per_read: Option<i32>,
 }
 
 impl StreamClient {
     pub fn new(client: Client) -> Self {
-        StreamClient { client }
+        StreamClient {
+            client,
+            records_per_read: None,
+        }
+    }
+
+    /// Caps the records one GetRecords returns (the API's own cap is 1,000),
+    /// which bounds the memory a shard's batches hold.
+    pub fn with_records_per_read(mut self, limit: u16) -> Self {
+        self.records_per_read = Some(i32::from(limit.clamp(1, 1000)));
+        self
     }
 
     /// The table's newest stream, from ListStreams filtered by table name.
@@ -226,6 +237,7 @@ impl StreamClient {
             .client
             .get_records()
             .shard_iterator(iterator)
+            .set_limit(self.records_per_read)
             .send()
             .await
             .map_err(StreamError::from_sdk)?;
