@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test venv lint unit bench crd
+.PHONY: demo test venv lint unit bench crd docs image-binary
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/peers/requirements.txt
@@ -25,12 +25,22 @@ test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	tests/cluster/up --build-only
+	tests/cluster/helm --build-only
 	set -o pipefail; DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) \
 	  cargo test --workspace --locked --lib --bins --tests 2>&1 | scripts/test-summary
 
 bench: venv
 	cargo bench --bench throughput
 
-# Regenerates config/crd/ from the Rust types.
+# Regenerates config/crd/ from the Rust types, and the chart's copy of it.
 crd:
 	cargo run --quiet --bin dynamodb-source -- crd > config/crd/awsdynamodbsources.yaml
+	cp config/crd/awsdynamodbsources.yaml charts/dynamodb-source/crds/awsdynamodbsources.yaml
+
+# Regenerates docs/configuration.md from the CRD (tests/config_reference.rs checks it).
+docs:
+	DYNAMODB_SOURCE_UPDATE_DOCS=1 cargo test --quiet --locked --test config_reference
+
+# The release binary the container image ships (static; what the Dockerfile builds).
+image-binary:
+	scripts/build-static
