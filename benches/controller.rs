@@ -83,14 +83,6 @@ fn controller_requests(
         .sum()
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,7 +135,7 @@ fn main() {
         .await;
         let deployed = started.elapsed();
         // Let the controller settle (requeues, Deployment status events) before counting.
-        let rss = peak_rss_kib(controller.pid());
+        let rss = support::peak_rss_kib(controller.pid());
         let after = request_counts(&client).await;
         let requests = controller_requests(&before, &after);
         let reconciles = controller.metric("dynamodb_source_controller_reconciliations_total").await.unwrap_or(0.0);

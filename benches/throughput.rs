@@ -88,15 +88,6 @@ impl Sink {
     }
 }
 
-/// Peak resident set size of a process, from /proc (Linux), in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// CPU time (user + system) a process has used so far, from /proc (Linux).
 fn cpu_time(pid: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -272,7 +263,7 @@ async fn run(scenario: &str, shards: usize) -> Measured {
     .await;
     let end_to_end = started.elapsed();
     let steady = sink.span();
-    let peak_rss_kib = peak_rss_kib(adapter.pid());
+    let peak_rss_kib = support::peak_rss_kib(adapter.pid());
     let adapter_cpu = cpu_time(&adapter.pid().to_string());
     let status = adapter.terminate(Duration::from_secs(30)).await;
     assert!(

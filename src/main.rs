@@ -323,10 +323,14 @@ fn main() -> ExitCode {
     // One crypto backend for every TLS client in the process (kube, AWS, reqwest).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The adapter's work is waiting on sockets: one thread avoids the
+    // cross-thread wake-ups that cost it more CPU per event than the work
+    // itself (BENCHMARKS.md). The controller keeps a thread pool.
+    let mut builder = match cli.command {
+        Command::Adapter(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("dynamodb-source: starting the async runtime: {e}");

@@ -118,15 +118,7 @@ impl AdapterProcess {
 
     /// The value of one sample, e.g. `dynamodb_source_events_total{result="delivered"}`.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let metrics = self.metrics().await;
-        metrics
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.trim().split(' ').next())
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0.0)
+        super::sample(&self.metrics().await, sample).unwrap_or(0.0)
     }
 
     fn signal(&self, signal: &str) {

@@ -144,11 +144,7 @@ impl ControllerProcess {
             .text()
             .await
             .ok()?;
-        body.lines().find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.trim().split(' ').next())
-                .and_then(|v| v.parse().ok())
-        })
+        super::sample(&body, sample)
     }
 
     pub async fn wait_serving(&mut self) {

@@ -51,3 +51,21 @@ pub fn venv() -> PathBuf {
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// The value of one sample in Prometheus text, e.g. `name_total{result="ok"}`.
+pub fn sample(metrics: &str, sample: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(sample)
+            .and_then(|rest| rest.trim().split(' ').next())
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+/// Peak resident set size of a process, from /proc (Linux), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
