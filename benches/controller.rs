@@ -4,8 +4,9 @@
 //! API requests per source.
 //!
 //! Requests are read from the API server's own `apiserver_request_total`,
-//! counting only what the controller alone does (PATCH and GET of the objects
-//! it owns, status writes, pod lists); other clients (kube-controller-manager,
+//! counting only what the controller alone does (server-side APPLY and GET of
+//! the objects it owns, status writes, pod lists, Events); other clients
+//! (kube-controller-manager,
 //! kwok) use other verbs on those resources. The fake node takes 110 pods, so
 //! availability of 1,000 adapters is not what is measured here.
 //!

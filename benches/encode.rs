@@ -1,0 +1,103 @@
+//! Where an event's CPU goes before it is sent, in-process: rendering the
+//! payload, building the CloudEvent with the official SDK, and encoding it as
+//! an HTTP request with the SDK's reqwest binding; beside it, the same
+//! request built by hand (headers and body set directly), to show what the
+//! SDK costs per event.
+//!
+//! Run with `cargo bench --bench encode`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aws_smithy_types::DateTime;
+use dynamodb_source_api::{EventName, PayloadFormat, SourceArn, StreamArn};
+use dynamodb_source_delivery::sink::{Sink, http_client};
+use dynamodb_source_delivery::{CeOverrides, EventFactory, format};
+use dynamodb_source_stream::{AttributeValue, SequenceNumber, StreamRecord};
+
+const N: u32 = 200_000;
+
+fn record() -> StreamRecord {
+    let item = BTreeMap::from([
+        ("pk".to_owned(), AttributeValue::S("key-0-17".to_owned())),
+        ("n".to_owned(), AttributeValue::N("17".to_owned())),
+        ("padding".to_owned(), AttributeValue::S("x".repeat(200))),
+    ]);
+    StreamRecord {
+        event_id: "5a2f6c3e0b7d4b1a9f8e7d6c5b4a3f2e".to_owned(),
+        event_name: EventName::Modify,
+        event_version: Some("1.1".to_owned()),
+        event_source: Some("aws:dynamodb".to_owned()),
+        aws_region: Some("us-east-1".to_owned()),
+        approximate_creation: Some(DateTime::from_secs(1_764_000_000)),
+        keys: Some(BTreeMap::from([("pk".to_owned(), AttributeValue::S("key-0-17".to_owned()))])),
+        new_image: Some(item.clone()),
+        old_image: Some(item),
+        sequence_number: SequenceNumber::parse("100000000000000000000017").expect("digits"),
+        size_bytes: Some(300),
+        stream_view_type: Some("NEW_AND_OLD_IMAGES".to_owned()),
+        user_identity: None,
+    }
+}
+
+fn time(name: &str, mut f: impl FnMut()) -> Duration {
+    for _ in 0..N / 10 {
+        f();
+    }
+    let started = Instant::now();
+    for _ in 0..N {
+        f();
+    }
+    let per = started.elapsed() / N;
+    println!("{name:<44} {:>8.2} us", per.as_secs_f64() * 1e6);
+    per
+}
+
+fn main() {
+    let arn: SourceArn = "arn:aws:dynamodb:us-east-1:123456789012:table/bench".parse().expect("arn");
+    let stream: StreamArn = "arn:aws:dynamodb:us-east-1:123456789012:table/bench/stream/2026-01-01T00:00:00.000"
+        .parse()
+        .expect("stream");
+    let record = record();
+    let factory = EventFactory::new(arn.table(), PayloadFormat::Aws, CeOverrides::default());
+    let client = http_client(None).expect("client");
+    let sink = Sink::new(client.clone(), "http://127.0.0.1:9/".parse().expect("url"));
+    println!();
+    let render = time("render the AWS payload", || {
+        black_box(format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render"));
+    });
+    let build = time("render + build the CloudEvent (SDK)", || {
+        black_box(factory.build(black_box(&record), &stream).expect("event"));
+    });
+    let encode = time("... + encode the request (SDK reqwest binding)", || {
+        let event = factory.build(black_box(&record), &stream).expect("event");
+        black_box(sink.prepare(event, Duration::from_secs(30)).expect("request"));
+    });
+    let by_hand = time("render + the same request by hand", || {
+        let body = format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render");
+        let request = client
+            .post("http://127.0.0.1:9/")
+            .timeout(Duration::from_secs(30))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", record.event_id.as_str())
+            .header("ce-source", factory.source())
+            .header("ce-type", "com.amazon.dynamodb.stream_record")
+            .header("ce-time", "2025-11-24T16:00:00Z")
+            .header("ce-subject", "pk=key-0-17")
+            .header("ce-partitionkey", "pk=key-0-17")
+            .header("ce-sequence", record.sequence_number.as_str())
+            .header("ce-dynamodboperation", "MODIFY")
+            .header("content-type", "application/json")
+            .body(body)
+            .build()
+            .expect("request");
+        black_box(request);
+    });
+    println!(
+        "\nSDK share: building and encoding with the SDK costs {:.2} us per event beyond rendering; by hand {:.2} us.",
+        (encode - render).as_secs_f64() * 1e6,
+        (by_hand - render).as_secs_f64() * 1e6,
+    );
+    let _ = build;
+}
