@@ -26,6 +26,7 @@ test: venv
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	tests/cluster/up --build-only
 	tests/cluster/helm --build-only
+	scripts/build-static >/dev/null
 	set -o pipefail; DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) \
 	  cargo test --workspace --locked --lib --bins --tests 2>&1 | scripts/test-summary
 

@@ -56,6 +56,8 @@ impl Error {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
+    /// Consecutive failures per source (namespace/name), for backoff.
+    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     pub adapter_image: String,
     pub recorder: Recorder,
     pub metrics: ControllerMetrics,
@@ -306,6 +308,10 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
             matches!(observations.sink, SinkObservation::Failed(_))
         }
     };
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&format!("{namespace}/{name}"));
     Ok(Action::requeue(if waits_on_unwatched {
         REQUEUE_NOT_READY
     } else {
@@ -381,9 +387,42 @@ async fn announce(
     }
 }
 
-/// Errors are retried with a delay; the next reconcile starts from scratch.
+/// The wait before retrying a source that failed `failures` times in a row:
+/// 1 s doubling to 5 minutes, so a broken API server is not hammered.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(9))
+        .min(Duration::from_secs(300))
+}
+
+/// Errors are retried with exponential backoff per source; the next reconcile
+/// starts from scratch.
 pub fn error_policy(source: Arc<AWSDynamoDBSource>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(source = %source.name_any(), %error, "reconcile failed");
+    let key = format!(
+        "{}/{}",
+        source.namespace().unwrap_or_default(),
+        source.name_any()
+    );
+    let failures = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let wait = backoff(failures);
+    warn!(source = %source.name_any(), %error, failures, retry_in = ?wait, "reconcile failed");
     ctx.metrics.failure(error.kind());
-    Action::requeue(Duration::from_secs(10))
+    Action::requeue(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_exponentially_to_five_minutes() {
+        let waits: Vec<u64> = (1..=4).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8]);
+        assert_eq!(backoff(50), Duration::from_secs(300));
+    }
 }

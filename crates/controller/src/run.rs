@@ -127,6 +127,7 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
+        failures: Default::default(),
         adapter_image: config.adapter_image.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
