@@ -31,7 +31,10 @@ fn record() -> StreamRecord {
         event_source: Some("aws:dynamodb".to_owned()),
         aws_region: Some("us-east-1".to_owned()),
         approximate_creation: Some(DateTime::from_secs(1_764_000_000)),
-        keys: Some(BTreeMap::from([("pk".to_owned(), AttributeValue::S("key-0-17".to_owned()))])),
+        keys: Some(BTreeMap::from([(
+            "pk".to_owned(),
+            AttributeValue::S("key-0-17".to_owned()),
+        )])),
         new_image: Some(item.clone()),
         old_image: Some(item),
         sequence_number: SequenceNumber::parse("100000000000000000000017").expect("digits"),
@@ -55,10 +58,13 @@ fn time(name: &str, mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let arn: SourceArn = "arn:aws:dynamodb:us-east-1:123456789012:table/bench".parse().expect("arn");
-    let stream: StreamArn = "arn:aws:dynamodb:us-east-1:123456789012:table/bench/stream/2026-01-01T00:00:00.000"
+    let arn: SourceArn = "arn:aws:dynamodb:us-east-1:123456789012:table/bench"
         .parse()
-        .expect("stream");
+        .expect("arn");
+    let stream: StreamArn =
+        "arn:aws:dynamodb:us-east-1:123456789012:table/bench/stream/2026-01-01T00:00:00.000"
+            .parse()
+            .expect("stream");
     let record = record();
     let factory = EventFactory::new(arn.table(), PayloadFormat::Aws, CeOverrides::default());
     let client = http_client(None).expect("client");
@@ -72,7 +78,10 @@ fn main() {
     });
     let encode = time("... + encode the request (SDK reqwest binding)", || {
         let event = factory.build(black_box(&record), &stream).expect("event");
-        black_box(sink.prepare(event, Duration::from_secs(30)).expect("request"));
+        black_box(
+            sink.prepare(event, Duration::from_secs(30))
+                .expect("request"),
+        );
     });
     let by_hand = time("render + the same request by hand", || {
         let body = format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render");
