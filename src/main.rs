@@ -211,6 +211,12 @@ struct AdapterArgs {
     /// ISO-8601 longest pause between reads of an idle shard, the most latency it adds [default: PT1S].
     #[arg(long, env = "IDLE_POLL_MAX", hide_env_values = true)]
     idle_poll_max: Option<String>,
+    /// The AWSDynamoDBSource this adapter serves, to record Kubernetes Events on it (with SOURCE_NAMESPACE).
+    #[arg(long, env = "SOURCE_NAME", hide_env_values = true)]
+    source_name: Option<String>,
+    /// The namespace of SOURCE_NAME.
+    #[arg(long, env = "SOURCE_NAMESPACE", hide_env_values = true)]
+    source_namespace: Option<String>,
     /// The most records one GetRecords call returns, 1 to 1000: bounds each shard's memory [default: 1000].
     #[arg(long, env = "RECORDS_PER_READ", hide_env_values = true)]
     records_per_read: Option<String>,
@@ -246,6 +252,8 @@ impl From<AdapterArgs> for RawSettings {
             idle_poll_max: a.idle_poll_max,
             shutdown_timeout: a.shutdown_timeout,
             records_per_read: a.records_per_read,
+            source_name: a.source_name,
+            source_namespace: a.source_namespace,
         }
     }
 }

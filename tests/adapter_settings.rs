@@ -108,6 +108,8 @@ fn help_documents_every_setting() {
         "LOG_FORMAT",
         "CHECKPOINT_CONFIGMAP",
         "CHECKPOINT_NAMESPACE",
+        "SOURCE_NAME",
+        "SOURCE_NAMESPACE",
     ] {
         assert!(
             help.contains(&format!("env: {name}")),

@@ -228,7 +228,16 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
     let removed = rig.fake.trim(&shard, &second[4].sequence_number);
     assert_eq!(removed, 14);
 
-    let mut adapter = rig.spawn();
+    // In a cluster the loss is also a Kubernetes Event on the source.
+    let cluster = support::cluster::shared();
+    let namespace = cluster.namespace("trimmed").await;
+    let env = rig
+        .env
+        .clone()
+        .set("SOURCE_NAME", "orders")
+        .set("SOURCE_NAMESPACE", &namespace)
+        .set("KUBECONFIG", cluster.kubeconfig.display().to_string());
+    let mut adapter = AdapterProcess::spawn(&env, rig.dir.path());
     adapter.wait_ready().await;
     rig.delivered(10 + 6).await;
     assert_eq!(
@@ -236,6 +245,24 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
         [ids(&first), ids(&second[4..])].concat(),
         "after the trimmed gap, the oldest record still held and everything after it"
     );
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(cluster.admin().await, &namespace);
+    let event = eventually("a TrimmedData Event on the source", WITHIN, async || {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("TrimmedData"))
+    })
+    .await;
+    let regarding = event.regarding.expect("regarding");
+    assert_eq!(
+        (regarding.kind.as_deref(), regarding.name.as_deref()),
+        (Some("AWSDynamoDBSource"), Some("orders"))
+    );
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
     eventually("the trimmed-data metric", WITHIN, async || {
         (adapter.metric("dynamodb_source_trimmed_data_total").await >= 1.0).then_some(())
     })

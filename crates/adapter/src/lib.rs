@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod configmap_store;
+pub mod events;
 pub mod ops;
 pub mod progress;
 pub mod runtime;

@@ -134,6 +134,16 @@ pub async fn run(
     let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk))
         .with_records_per_read(config.records_per_read);
 
+    let events = match &config.source {
+        Some((namespace, name)) => match kube::Client::try_default().await {
+            Ok(client) => Some(crate::events::SourceEvents::new(client, namespace, name)),
+            Err(e) => {
+                warn!(error = %e, "no Kubernetes client: Events on the source will not be recorded");
+                None
+            }
+        },
+        None => None,
+    };
     let shared = Arc::new(Shared {
         factory: EventFactory::new(
             config.arn.table(),
@@ -146,6 +156,7 @@ pub async fn run(
         stream_metrics,
         delivery_metrics,
         idle_poll_max: config.idle_poll_max,
+        events,
     });
 
     let writer_stop = CancellationToken::new();

@@ -39,6 +39,8 @@ pub struct RawSettings {
     pub checkpoint_file: Option<String>,
     pub checkpoint_configmap: Option<String>,
     pub checkpoint_namespace: Option<String>,
+    pub source_name: Option<String>,
+    pub source_namespace: Option<String>,
     pub payload_format: Option<String>,
     pub event_names: Option<String>,
     pub k_ce_overrides: Option<String>,
@@ -100,6 +102,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The most records one GetRecords call returns (1 to 1000).
     pub records_per_read: u16,
+    /// The AWSDynamoDBSource this adapter serves (namespace, name), to record
+    /// Kubernetes Events on it; `None` outside a cluster.
+    pub source: Option<(String, String)>,
     /// How often the stream is described to find new shards.
     pub discovery_interval: Duration,
 }
@@ -161,6 +166,24 @@ fn namespace_name(setting: &'static str, value: &str) -> Result<String, SettingE
                  starting and ending with a letter or digit, at most 63 characters)"
             ),
         ))
+    }
+}
+
+fn source_object(raw: &RawSettings) -> Result<Option<(String, String)>, SettingError> {
+    match (present(&raw.source_namespace), present(&raw.source_name)) {
+        (None, None) => Ok(None),
+        (Some(namespace), Some(name)) => Ok(Some((
+            namespace_name("SOURCE_NAMESPACE", namespace)?,
+            object_name("SOURCE_NAME", name)?,
+        ))),
+        (None, Some(_)) => Err(invalid(
+            "SOURCE_NAMESPACE",
+            "missing: the namespace of SOURCE_NAME",
+        )),
+        (Some(_), None) => Err(invalid(
+            "SOURCE_NAME",
+            "missing: set together with SOURCE_NAMESPACE",
+        )),
     }
 }
 
@@ -360,6 +383,7 @@ impl Config {
             idle_poll_max,
             shutdown_timeout,
             records_per_read,
+            source: source_object(raw)?,
             discovery_interval: Duration::from_secs(10),
         })
     }
@@ -603,6 +627,13 @@ mod tests {
                     ..minimal()
                 },
                 "invalid setting RECORDS_PER_READ:",
+            ),
+            (
+                RawSettings {
+                    source_name: Some("orders".into()),
+                    ..minimal()
+                },
+                "invalid setting SOURCE_NAMESPACE: missing",
             ),
             (
                 RawSettings {

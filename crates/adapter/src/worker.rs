@@ -36,6 +36,8 @@ pub struct Shared {
     pub stream_metrics: StreamMetrics,
     pub delivery_metrics: DeliveryMetrics,
     pub idle_poll_max: Duration,
+    /// Events on the source, when the adapter knows it (in a cluster).
+    pub events: Option<crate::events::SourceEvents>,
 }
 
 pub struct ShardTask {
@@ -157,6 +159,9 @@ impl Delivery {
             };
             if let Some(trimmed) = &batch.trimmed {
                 error!(shard = %shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
+                if let Some(events) = &self.shared.events {
+                    events.warn("TrimmedData", trimmed).await;
+                }
             }
             if let Some(Ok(newest)) = batch.records.last() {
                 self.observe_age(newest);

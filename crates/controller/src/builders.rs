@@ -110,18 +110,27 @@ pub fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
     }
 }
 
-/// Exactly the checkpoint object, nothing more.
+/// Exactly the checkpoint object, and recording Events (on its source: the
+/// API cannot narrow `create` by name).
 pub fn role(source: &AWSDynamoDBSource) -> Role {
     let names = Names::of(&source.name_any());
     Role {
         metadata: meta(source, &names.adapter),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".to_owned()]),
-            resource_names: Some(vec![names.checkpoint]),
-            verbs: ["get", "update", "patch"].map(String::from).to_vec(),
-            ..PolicyRule::default()
-        }]),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".to_owned()]),
+                resource_names: Some(vec![names.checkpoint]),
+                verbs: ["get", "update", "patch"].map(String::from).to_vec(),
+                ..PolicyRule::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["events.k8s.io".to_owned()]),
+                resources: Some(vec!["events".to_owned()]),
+                verbs: ["create", "patch"].map(String::from).to_vec(),
+                ..PolicyRule::default()
+            },
+        ]),
     }
 }
 
@@ -276,6 +285,18 @@ pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVa
         },
         env("METRICS_PORT", METRICS_PORT.to_string()),
         env("LOG_FORMAT", "json"),
+        env("SOURCE_NAME", source.name_any()),
+        EnvVar {
+            name: "SOURCE_NAMESPACE".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
     ];
     for (name, secret) in credential_refs(source) {
         vars.push(EnvVar {
@@ -650,6 +671,7 @@ mod tests {
             value(&env, "CHECKPOINT_CONFIGMAP").as_deref(),
             Some("awsdynamodbsource-orders-checkpoint")
         );
+        assert_eq!(value(&env, "SOURCE_NAME").as_deref(), Some("orders"));
         let namespace = env["CHECKPOINT_NAMESPACE"]
             .value_from
             .as_ref()
@@ -841,10 +863,15 @@ mod tests {
     }
 
     #[test]
-    fn the_role_grants_only_the_checkpoint() {
+    fn the_role_grants_only_the_checkpoint_and_events() {
         let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
         let rules = role(&source).rules.expect("rules");
-        assert_eq!(rules.len(), 1);
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[1].resources.as_deref(),
+            Some(&["events".to_owned()][..])
+        );
+        assert_eq!(rules[1].verbs, vec!["create", "patch"]);
         assert_eq!(
             rules[0].resources.as_deref(),
             Some(&["configmaps".to_owned()][..])
