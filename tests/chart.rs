@@ -15,7 +15,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use serde_json::{Value, json};
 
-use support::cluster::{self, Cluster, DEADLINE};
+use support::cluster::{self, DEADLINE};
 use support::{eventually, free_port, repo_path};
 
 const CHART: &str = "charts/dynamodb-source";
@@ -362,41 +362,6 @@ fn the_chart_rbac_equals_config_rbac() {
     assert_ne!(changed, strip(&config[0]));
 }
 
-/// A kubeconfig holding only a token of the ServiceAccount `namespace/name`.
-async fn service_account_kubeconfig(
-    cluster: &Cluster,
-    namespace: &str,
-    name: &str,
-    dir: &Path,
-) -> PathBuf {
-    let token = cluster.service_account_token(namespace, name).await;
-    let server = cluster.admin_config().await.cluster_url.to_string();
-    let path = dir.join("controller.kubeconfig");
-    let config = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": cluster.ca_file()}}],
-        "users": [{"name": "controller", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "controller"}}],
-        "current-context": "test",
-    });
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).expect("write kubeconfig");
-    path
-}
-
-fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 struct Controller(Child, PathBuf);
 
 impl Drop for Controller {
@@ -457,35 +422,30 @@ async fn helm_install_runs_a_controller_that_reconciles_a_sample_source_then_uni
         )
         .await;
     }
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=120s",
-            "crd/awsdynamodbsources.sources.triggermesh.io",
-        ],
-    );
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=120s",
+        "crd/awsdynamodbsources.sources.triggermesh.io",
+    ]);
 
     // The documented CRD upgrade path (Helm never upgrades crds/) works on a Helm-made CRD.
     let crds = repo_path(&format!("{CHART}/crds"));
-    let applied = kubectl(
-        cluster,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            crds.to_str().unwrap(),
-        ],
-    );
+    let applied = cluster.kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        crds.to_str().unwrap(),
+    ]);
     assert!(applied.contains("serverside-applied"), "{applied}");
 
     // The code runs here instead, as the chart's ServiceAccount with the chart's settings
     // (the Deployment's literal env), so the chart's RBAC and configuration are what is proven.
     let dir = tempfile::tempdir().expect("tempdir");
-    let account_kubeconfig =
-        service_account_kubeconfig(cluster, &release_ns, &controller_name, dir.path()).await;
+    let account_kubeconfig = cluster
+        .service_account_kubeconfig(&release_ns, &controller_name, dir.path())
+        .await;
     let pod = deployment.spec.template.spec.as_ref().expect("a pod spec");
     let mut command = Command::new(support::adapter::BINARY);
     command.arg("controller").env_clear();
@@ -524,23 +484,17 @@ async fn helm_install_runs_a_controller_that_reconciles_a_sample_source_then_uni
     .await;
 
     // ... and turns a sample source, applied as it is, into an adapter Deployment.
-    kubectl(
-        cluster,
-        &[
-            "create",
-            "service",
-            "clusterip",
-            "order-events",
-            "--tcp=80:8080",
-            "-n",
-            &sources_ns,
-        ],
-    );
+    cluster.kubectl(&[
+        "create",
+        "service",
+        "clusterip",
+        "order-events",
+        "--tcp=80:8080",
+        "-n",
+        &sources_ns,
+    ]);
     let sample = repo_path("config/samples/awsdynamodbsource-service-sink.yaml");
-    kubectl(
-        cluster,
-        &["apply", "-n", &sources_ns, "-f", sample.to_str().unwrap()],
-    );
+    cluster.kubectl(&["apply", "-n", &sources_ns, "-f", sample.to_str().unwrap()]);
     let adapters: Api<Deployment> = Api::namespaced(client.clone(), &sources_ns);
     let adapter = eventually(
         "the sample source's adapter Deployment",
@@ -624,10 +578,7 @@ async fn helm_install_runs_a_controller_that_reconciles_a_sample_source_then_uni
         gone.then_some(())
     })
     .await;
-    let left = kubectl(
-        cluster,
-        &["get", "awsdynamodbsources", "-n", &sources_ns, "-o", "name"],
-    );
+    let left = cluster.kubectl(&["get", "awsdynamodbsources", "-n", &sources_ns, "-o", "name"]);
     assert_eq!(
         left.trim(),
         "awsdynamodbsource.sources.triggermesh.io/orders-to-service"
@@ -669,19 +620,13 @@ async fn the_documented_source_manifests_are_accepted_by_the_crd() {
     let cluster = cluster::shared();
     let ns = cluster.namespace("docs").await;
     let crds = repo_path(&format!("{CHART}/crds"));
-    kubectl(
-        cluster,
-        &["apply", "--server-side", "-f", crds.to_str().unwrap()],
-    );
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=120s",
-            "crd/awsdynamodbsources.sources.triggermesh.io",
-        ],
-    );
+    cluster.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=120s",
+        "crd/awsdynamodbsources.sources.triggermesh.io",
+    ]);
     for doc in ["README.md", "docs/migrating-from-triggermesh.md"] {
         let text = std::fs::read_to_string(repo_path(doc)).expect("read");
         let sources = documented_sources(&text);

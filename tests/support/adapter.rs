@@ -87,15 +87,7 @@ impl AdapterProcess {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
-        let response = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.ok()?))
+        super::local_get(self.metrics_port, path).await
     }
 
     pub async fn wait_ready(&mut self) {

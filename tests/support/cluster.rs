@@ -248,6 +248,43 @@ impl Cluster {
             .expect("a token in the TokenRequest status")
     }
 
+    /// A kubeconfig file in `dir` holding only a token of the ServiceAccount
+    /// `namespace/name`, for a process (the controller binary) to run as it.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        dir: &Path,
+    ) -> PathBuf {
+        let token = self.service_account_token(namespace, name).await;
+        let server = self.admin_config().await.cluster_url.to_string();
+        let path = dir.join(format!("{namespace}.{name}.kubeconfig"));
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": self.ca_file()}}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": name}}],
+            "current-context": "test",
+        });
+        std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+        path
+    }
+
+    /// Runs kubectl as the admin and returns its stdout; fails the test on error.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Creates (server-side apply) a namespace named `prefix-<unique suffix>`,
     /// labelled with the prefix, and returns its name. Namespaces are not
     /// deleted: the cluster is thrown away with them.

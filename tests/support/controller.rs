@@ -5,7 +5,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use super::cluster::{self, Cluster};
 use super::{eventually, free_port, repo_path};
@@ -14,68 +13,39 @@ pub const NAMESPACE: &str = "dynamodb-source";
 pub const ACCOUNT: &str = "dynamodb-source-controller";
 pub const ADAPTER_IMAGE: &str = "example.invalid/dynamodb-source:test";
 
-fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Installs the CRD and the controller's namespace and RBAC from `config/`, once.
 pub fn install(cluster: &Cluster) {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let config = repo_path("config");
         let path = |p: &str| config.join(p).display().to_string();
-        kubectl(
-            cluster,
-            &[
-                "apply",
-                "--server-side",
-                "-f",
-                &path("crd/awsdynamodbsources.yaml"),
-            ],
-        );
-        kubectl(
-            cluster,
-            &[
-                "apply",
-                "--server-side",
-                "-f",
-                &path("manager/namespace.yaml"),
-            ],
-        );
-        kubectl(cluster, &["apply", "--server-side", "-k", &path("rbac")]);
-        kubectl(
-            cluster,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=120s",
-                "crd/awsdynamodbsources.sources.triggermesh.io",
-            ],
-        );
+        cluster.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &path("crd/awsdynamodbsources.yaml"),
+        ]);
+        cluster.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &path("manager/namespace.yaml"),
+        ]);
+        cluster.kubectl(&["apply", "--server-side", "-k", &path("rbac")]);
+        cluster.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=120s",
+            "crd/awsdynamodbsources.sources.triggermesh.io",
+        ]);
     });
 }
 
 /// A kubeconfig holding only a token of the controller's ServiceAccount.
 pub async fn kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
-    let token = cluster.service_account_token(NAMESPACE, ACCOUNT).await;
-    let server = cluster.admin_config().await.cluster_url.to_string();
-    let path = dir.join("controller.kubeconfig");
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: controller\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: controller\ncurrent-context: test\n",
-        ca = cluster.ca_file().display(),
-    );
-    std::fs::write(&path, yaml).expect("write kubeconfig");
-    path
+    cluster
+        .service_account_kubeconfig(NAMESPACE, ACCOUNT, dir)
+        .await
 }
 
 pub struct ControllerProcess {
@@ -134,16 +104,7 @@ impl ControllerProcess {
     }
 
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let body = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let (_, body) = super::local_get(self.metrics_port, "/metrics").await?;
         super::sample(&body, sample)
     }
 

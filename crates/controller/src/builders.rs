@@ -264,6 +264,21 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
     }
 }
 
+/// A variable holding the pod's own namespace (downward API).
+fn namespace_env(name: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.namespace".to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 /// The adapter's environment: exactly the contract `dynamodb-source adapter` reads.
 pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVar> {
     let spec = &source.spec;
@@ -272,31 +287,11 @@ pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVa
         env("K_SINK", resolved.sink.as_str()),
         env("ARN", spec.arn.as_str()),
         env("CHECKPOINT_CONFIGMAP", names.checkpoint),
-        EnvVar {
-            name: "CHECKPOINT_NAMESPACE".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.namespace".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
+        namespace_env("CHECKPOINT_NAMESPACE"),
         env("METRICS_PORT", METRICS_PORT.to_string()),
         env("LOG_FORMAT", "json"),
         env("SOURCE_NAME", source.name_any()),
-        EnvVar {
-            name: "SOURCE_NAMESPACE".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.namespace".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
+        namespace_env("SOURCE_NAMESPACE"),
     ];
     for (name, secret) in credential_refs(source) {
         vars.push(EnvVar {

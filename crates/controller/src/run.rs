@@ -81,10 +81,10 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
     info!(%addr, "serving /metrics, /healthz and /readyz");
 
     let elector = config.leader_election.clone().map(|(namespace, settings)| {
-        Elector::new(
+        Arc::new(Elector::new(
             Api::<Lease>::namespaced(client.clone(), &namespace),
             settings,
-        )
+        ))
     });
     let reconciling = shutdown.child_token();
     let mut lost = None;
@@ -98,20 +98,10 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         let (tx, rx) = tokio::sync::oneshot::channel();
         lost = Some(rx);
         let hold_stop = reconciling.clone();
-        let elector_api = Api::<Lease>::namespaced(
-            client.clone(),
-            &config
-                .leader_election
-                .as_ref()
-                .map(|(ns, _)| ns.clone())
-                .unwrap_or_default(),
-        );
-        let settings = config.leader_election.as_ref().map(|(_, s)| s.clone());
+        let holder = elector.clone();
         let leader_gauge = metrics.leader.clone();
         tokio::spawn(async move {
-            let Some(settings) = settings else { return };
             leader_gauge.set(1);
-            let holder = Elector::new(elector_api, settings);
             let was_lost = holder.hold(&hold_stop).await;
             leader_gauge.set(0);
             if was_lost {
