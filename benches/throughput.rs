@@ -107,7 +107,27 @@ struct Measured {
     adapter_cpu: Option<Duration>,
     baseline: Duration,
     baseline_cpu: Option<Duration>,
+    /// This process's CPU (the sink and the fake) while the adapter ran, and
+    /// while the baseline ran (the sink alone).
+    peers_cpu: Option<Duration>,
+    baseline_peers_cpu: Option<Duration>,
     body_bytes: usize,
+}
+
+/// CPU this process used while `f` ran.
+async fn own_cpu<T>(f: impl Future<Output = T>) -> (T, Option<Duration>) {
+    let before = cpu_time("self");
+    let out = f.await;
+    let used = cpu_time("self")
+        .zip(before)
+        .map(|(after, before)| after - before);
+    (out, used)
+}
+
+fn per_event(cpu: Option<Duration>, records: usize) -> String {
+    cpu.map_or("?".to_owned(), |c| {
+        format!("{:.1}", c.as_secs_f64() * 1e6 / records as f64)
+    })
 }
 
 fn per_second(n: usize, d: Duration) -> f64 {
@@ -255,11 +275,11 @@ async fn run(scenario: &str, shards: usize) -> Measured {
 
     let started = Instant::now();
     let mut adapter = AdapterProcess::spawn(&env, dir.path());
-    eventually(
+    let ((), peers_cpu) = own_cpu(eventually(
         &format!("{scenario}: {records} events at the sink"),
         Duration::from_secs(600),
         async || (sink.count() >= records).then_some(()),
-    )
+    ))
     .await;
     let end_to_end = started.elapsed();
     let steady = sink.span();
@@ -279,7 +299,8 @@ async fn run(scenario: &str, shards: usize) -> Measured {
         .expect("lock")
         .as_ref()
         .map_or(0, |(_, body)| body.len());
-    let (baseline, baseline_cpu) = baseline(&sink, records, shards, dir.path()).await;
+    let ((baseline, baseline_cpu), baseline_peers_cpu) =
+        own_cpu(baseline(&sink, records, shards, dir.path())).await;
     Measured {
         scenario: scenario.to_owned(),
         records,
@@ -289,6 +310,8 @@ async fn run(scenario: &str, shards: usize) -> Measured {
         adapter_cpu,
         baseline,
         baseline_cpu,
+        peers_cpu,
+        baseline_peers_cpu,
         body_bytes,
     }
 }
@@ -303,15 +326,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // BENCH_SHARDS=8 runs one scenario (e.g. under a profiler).
+    let shard_counts: Vec<usize> = std::env::var("BENCH_SHARDS")
+        .unwrap_or_else(|_| "1,8".to_owned())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("BENCH_SHARDS: a comma list of shard counts")
+        })
+        .collect();
     let results = runtime.block_on(async {
-        vec![
-            run("1 shard x 20000", 1).await,
-            run("8 shards x 2500", 8).await,
-        ]
+        let mut results = Vec::new();
+        for shards in shard_counts {
+            let scenario = if shards == 1 {
+                format!("1 shard x {RECORDS}")
+            } else {
+                format!("{shards} shards x {}", RECORDS / shards)
+            };
+            results.push(run(&scenario, shards).await);
+        }
+        results
     });
     println!();
     println!(
-        "{:<18} {:>8} {:>10} {:>14} {:>14} {:>10} {:>16} {:>9} {:>14} {:>18}",
+        "{:<18} {:>8} {:>10} {:>14} {:>14} {:>10} {:>16} {:>9} {:>14} {:>18} {:>22}",
         "scenario",
         "records",
         "body (B)",
@@ -321,14 +360,15 @@ fn main() {
         "baseline (req/s)",
         "adapter %",
         "overhead (us)",
-        "CPU/event (us)"
+        "CPU/event (us)",
+        "peers CPU/event (us)"
     );
     for m in &results {
         let e2e = per_second(m.records, m.end_to_end);
         let steady = per_second(m.records, m.steady);
         let base = per_second(m.records, m.baseline);
         println!(
-            "{:<18} {:>8} {:>10} {:>14.0} {:>14.0} {:>10} {:>16.0} {:>8.0}% {:>14.1} {:>18}",
+            "{:<18} {:>8} {:>10} {:>14.0} {:>14.0} {:>10} {:>16.0} {:>8.0}% {:>14.1} {:>18} {:>22}",
             m.scenario,
             m.records,
             m.body_bytes,
@@ -341,20 +381,20 @@ fn main() {
             1e6 * (1.0 / e2e - 1.0 / base),
             format!(
                 "{} vs {}",
-                m.adapter_cpu.map_or("?".to_owned(), |c| format!(
-                    "{:.1}",
-                    c.as_secs_f64() * 1e6 / m.records as f64
-                )),
-                m.baseline_cpu.map_or("?".to_owned(), |c| format!(
-                    "{:.1}",
-                    c.as_secs_f64() * 1e6 / m.records as f64
-                )),
+                per_event(m.adapter_cpu, m.records),
+                per_event(m.baseline_cpu, m.records)
+            ),
+            format!(
+                "{} vs {}",
+                per_event(m.peers_cpu, m.records),
+                per_event(m.baseline_peers_cpu, m.records)
             ),
         );
     }
     println!(
         "\ne2e: from spawning the adapter until the sink counted every event; steady: first to last event at the sink;\n\
          baseline: the same POSTs from a bare reqwest loop per shard in a separate process; adapter %: e2e / baseline;\n\
-         overhead: (1/adapter - 1/baseline) per event; CPU/event: the adapter's CPU time per event vs the baseline client's."
+         overhead: (1/adapter - 1/baseline) per event; CPU/event: the adapter's CPU time per event vs the baseline client's;\n\
+         peers CPU/event: the sink's and the fake's (this process) while the adapter ran vs the sink's during the baseline."
     );
 }

@@ -247,8 +247,10 @@ impl ApiError {
 struct StoredRecord {
     sequence: u128,
     event_id: String,
-    change: Change,
-    created: u64,
+    key: String,
+    /// The record as GetRecords returns it, rendered once at append time so
+    /// that serving a batch costs the fake little CPU (benchmarks share it).
+    json: String,
 }
 
 struct ShardState {
@@ -370,11 +372,14 @@ impl Service {
                 sequence_number: sequence_string(sequence),
                 key: change.key.clone(),
             });
+            let json = self
+                .record_json(&event_id, &change, sequence, unix_now())
+                .to_string();
             self.shard_mut(shard).records.push(StoredRecord {
                 sequence,
+                key: change.key,
                 event_id,
-                change,
-                created: unix_now(),
+                json,
             });
         }
         written
@@ -425,8 +430,7 @@ impl Service {
         id
     }
 
-    fn record_json(&self, record: &StoredRecord) -> Value {
-        let change = &record.change;
+    fn record_json(&self, event_id: &str, change: &Change, sequence: u128, created: u64) -> Value {
         let keys = json!({ "pk": { "S": change.key } });
         let image = |value: i64| {
             let mut image =
@@ -437,9 +441,9 @@ impl Service {
             image
         };
         let mut dynamodb = json!({
-            "ApproximateCreationDateTime": record.created,
+            "ApproximateCreationDateTime": created,
             "Keys": keys,
-            "SequenceNumber": sequence_string(record.sequence),
+            "SequenceNumber": sequence_string(sequence),
             "SizeBytes": 40 + change.key.len() + change.padding,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         });
@@ -452,7 +456,7 @@ impl Service {
             EventName::Remove => dynamodb["OldImage"] = image(change.value),
         }
         json!({
-            "eventID": record.event_id,
+            "eventID": event_id,
             "eventName": change.event.as_str(),
             "eventVersion": "1.1",
             "eventSource": "aws:dynamodb",
@@ -603,7 +607,7 @@ impl Service {
         Ok(json!({ "ShardIterator": encode_iterator(shard_id, after, serial) }))
     }
 
-    fn get_records(&mut self, input: &Value) -> Result<Value, ApiError> {
+    fn get_records(&mut self, input: &Value) -> Result<String, ApiError> {
         let position = input["ShardIterator"]
             .as_str()
             .and_then(decode_iterator)
@@ -630,7 +634,8 @@ impl Service {
         let batch = &shard.records[from..(from + limit).min(shard.records.len())];
         let last = batch.last().map_or(position.after, |r| r.sequence);
         let at_end = shard.end.is_some() && from + batch.len() == shard.records.len();
-        let records: Vec<Value> = batch.iter().map(|r| self.record_json(r)).collect();
+        let records: Vec<&str> = batch.iter().map(|r| r.json.as_str()).collect();
+        let mut out = format!("{{\"Records\":[{}]", records.join(","));
         let parent_unfinished = shard
             .parent
             .as_ref()
@@ -644,17 +649,18 @@ impl Service {
         if !self.first_reads.contains(&id) {
             self.first_reads.push(id.clone());
         }
-        let mut out = json!({ "Records": records });
         if at_end {
             self.shard_mut(&id).end_served = true;
         } else {
             let serial = self.id();
-            out["NextShardIterator"] = json!(encode_iterator(&id, last, serial));
+            out.push_str(",\"NextShardIterator\":");
+            out.push_str(&json!(encode_iterator(&id, last, serial)).to_string());
         }
+        out.push('}');
         Ok(out)
     }
 
-    fn answer(&mut self, op: Op, input: &Value) -> (Option<String>, Result<Value, ApiError>) {
+    fn answer(&mut self, op: Op, input: &Value) -> (Option<String>, Result<String, ApiError>) {
         let shard = match op {
             Op::GetShardIterator => input["ShardId"].as_str().map(str::to_owned),
             Op::GetRecords => input["ShardIterator"]
@@ -667,9 +673,9 @@ impl Service {
             return (shard, Err(fault.error()));
         }
         let result = match op {
-            Op::ListStreams => self.list_streams(input),
-            Op::DescribeStream => self.describe_stream(input),
-            Op::GetShardIterator => self.get_shard_iterator(input),
+            Op::ListStreams => self.list_streams(input).map(|v| v.to_string()),
+            Op::DescribeStream => self.describe_stream(input).map(|v| v.to_string()),
+            Op::GetShardIterator => self.get_shard_iterator(input).map(|v| v.to_string()),
             Op::GetRecords => self.get_records(input),
         };
         (shard, result)
@@ -683,9 +689,13 @@ fn lock(state: &Shared) -> MutexGuard<'_, Service> {
 }
 
 fn reply(status: u16, body: &Value) -> Response {
+    reply_raw(status, body.to_string())
+}
+
+fn reply_raw(status: u16, body: String) -> Response {
     let mut response = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body.to_string(),
+        body,
     )
         .into_response();
     let headers = response.headers_mut();
@@ -733,7 +743,7 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
     });
     drop(state);
     match result {
-        Ok(out) => reply(200, &out),
+        Ok(out) => reply_raw(200, out),
         Err(e) => reply(e.status, &json!({ "__type": e.kind, "message": e.message })),
     }
 }
@@ -974,7 +984,7 @@ impl FakeStreams {
                 shard: shard.to_owned(),
                 event_id: r.event_id.clone(),
                 sequence_number: sequence_string(r.sequence),
-                key: r.change.key.clone(),
+                key: r.key.clone(),
             })
             .collect()
     }

@@ -1,15 +1,21 @@
 //! One shard's task: read a batch, deliver its records in order, record
 //! progress, repeat until the shard ends, disappears or shutdown comes.
+//!
+//! Two stages per shard: one reads the next batch and turns it into encoded
+//! requests while the other delivers the current one. Order is kept (batches
+//! pass through in read order) and only delivery touches the checkpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::{EventNameFilter, StreamArn};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
-use dynamodb_source_delivery::{Deliverer, EventFactory, Outcome};
+use dynamodb_source_delivery::{Deliverer, EventError, EventFactory, Outcome, Prepared};
 use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
 use dynamodb_source_stream::reader::ShardGone;
-use dynamodb_source_stream::{Batch, MalformedRecord, ShardId, ShardReader, StreamRecord};
+use dynamodb_source_stream::{
+    Batch, MalformedRecord, SequenceNumber, ShardId, ShardReader, StreamRecord,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -52,6 +58,81 @@ enum Step {
     Stop,
 }
 
+/// What delivery does with one record of a batch.
+// Nearly every item is `Send`: boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    /// Ready to send.
+    Send {
+        sequence: SequenceNumber,
+        event: Prepared,
+    },
+    /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
+    Skip(SequenceNumber),
+    /// Checkpointed past without delivery: `EVENT_NAMES` leaves it out.
+    Filtered(SequenceNumber),
+    /// A record whose event could not be built.
+    Unbuildable {
+        record: Box<StreamRecord>,
+        error: EventError,
+    },
+    Malformed(Box<MalformedRecord>),
+}
+
+/// A batch turned into items, in read order.
+struct Ready {
+    items: Vec<Item>,
+    end_of_shard: bool,
+    trimmed: Option<String>,
+    /// When the newest record of the batch was written, for the iterator age.
+    newest: Option<f64>,
+}
+
+impl Ready {
+    /// Each record is dropped as soon as its request is built, so a batch is
+    /// not held twice.
+    fn prepare(mut batch: Batch, shared: &Shared, stream: &StreamArn) -> Ready {
+        let records = std::mem::take(&mut batch.records);
+        let newest = records
+            .iter()
+            .rev()
+            .find_map(|r| r.as_ref().ok())
+            .and_then(|r| r.approximate_creation)
+            .map(|t| t.as_secs_f64());
+        let items = records
+            .into_iter()
+            .map(|record| match record {
+                Err(malformed) => Item::Malformed(Box::new(malformed)),
+                Ok(record) => {
+                    let sequence = record.sequence_number.clone();
+                    if batch.skips(&record) {
+                        Item::Skip(sequence)
+                    } else if !shared.filter.admits(record.event_name) {
+                        Item::Filtered(sequence)
+                    } else {
+                        match shared.factory.build(&record, stream) {
+                            Ok(event) => Item::Send {
+                                sequence,
+                                event: shared.deliverer.prepare(event),
+                            },
+                            Err(error) => Item::Unbuildable {
+                                record: Box::new(record),
+                                error,
+                            },
+                        }
+                    }
+                }
+            })
+            .collect();
+        Ready {
+            items,
+            end_of_shard: batch.end_of_shard,
+            trimmed: batch.trimmed,
+            newest,
+        }
+    }
+}
+
 impl ShardTask {
     /// Reads ahead while delivering: the next batch is fetched while this one
     /// is delivered (one batch in hand at most), so GetRecords latency does not
@@ -64,11 +145,16 @@ impl ShardTask {
             cancel,
         } = self;
         let shard = reader.shard().clone();
-        let (batches, mut ready) = mpsc::channel::<Result<Batch, ShardGone>>(1);
-        let read_ahead = tokio::spawn(read_ahead(reader, batches, shared.clone(), cancel.clone()));
+        let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
+        let read_ahead = tokio::spawn(read_ahead(
+            reader,
+            stream.clone(),
+            batches,
+            shared.clone(),
+            cancel.clone(),
+        ));
         let delivery = Delivery {
             shard: shard.clone(),
-            stream,
             shared,
             cancel,
         };
@@ -78,15 +164,22 @@ impl ShardTask {
     }
 }
 
-/// Reads batches into `batches` until the shard ends, disappears, or delivery stops.
+/// Reads and prepares batches into `batches` until the shard ends,
+/// disappears, or delivery stops. A batch is read only once the previous one
+/// was taken, so a shard holds two batches at most: one being delivered, one
+/// ready.
 async fn read_ahead(
     mut reader: ShardReader,
-    batches: mpsc::Sender<Result<Batch, ShardGone>>,
+    stream: StreamArn,
+    batches: mpsc::Sender<Result<Ready, ShardGone>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
     let mut idle = Duration::ZERO;
     loop {
+        let Ok(slot) = batches.reserve().await else {
+            return;
+        };
         let batch = tokio::select! {
             batch = reader.next_batch() => batch,
             _ = cancel.cancelled() => return,
@@ -96,7 +189,8 @@ async fn read_ahead(
             Err(_) => true,
         };
         let empty = matches!(&batch, Ok(b) if b.records.is_empty());
-        if batches.send(batch).await.is_err() || last {
+        slot.send(batch.map(|batch| Ready::prepare(batch, &shared, &stream)));
+        if last {
             return;
         }
         if empty {
@@ -123,29 +217,26 @@ async fn read_ahead(
 /// Delivers batches in order and records progress.
 struct Delivery {
     shard: ShardId,
-    stream: StreamArn,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 }
 
 impl Delivery {
-    fn observe_age(&self, record: &StreamRecord) {
-        if let Some(created) = record.approximate_creation {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default();
-            self.shared
-                .stream_metrics
-                .iterator_age_seconds
-                .get_or_create(&ShardLabels {
-                    shard: self.shard.to_string(),
-                })
-                .set((now - created.as_secs_f64()).max(0.0));
-        }
+    fn observe_age(&self, created: f64) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        self.shared
+            .stream_metrics
+            .iterator_age_seconds
+            .get_or_create(&ShardLabels {
+                shard: self.shard.to_string(),
+            })
+            .set((now - created).max(0.0));
     }
 
-    async fn run(&self, ready: &mut mpsc::Receiver<Result<Batch, ShardGone>>) -> ShardExit {
+    async fn run(&self, ready: &mut mpsc::Receiver<Result<Ready, ShardGone>>) -> ShardExit {
         let shard = &self.shard;
         loop {
             let batch = tokio::select! {
@@ -163,18 +254,15 @@ impl Delivery {
                     events.warn("TrimmedData", trimmed).await;
                 }
             }
-            if let Some(Ok(newest)) = batch.records.last() {
+            if let Some(newest) = batch.newest {
                 self.observe_age(newest);
             }
-            for record in &batch.records {
+            for item in batch.items {
                 if self.cancel.is_cancelled() {
                     self.shared.progress.commit();
                     return ShardExit::Cancelled;
                 }
-                let step = match record {
-                    Ok(record) => self.handle(record, batch.skips(record)).await,
-                    Err(malformed) => self.handle_malformed(malformed).await,
-                };
+                let step = self.handle(item).await;
                 if let Step::Stop = step {
                     self.shared.progress.commit();
                     return ShardExit::Cancelled;
@@ -190,33 +278,34 @@ impl Delivery {
         }
     }
 
-    async fn handle(&self, record: &StreamRecord, skip: bool) -> Step {
+    async fn handle(&self, item: Item) -> Step {
         let shard = &self.shard;
-        if skip {
-            self.shared.progress.advance(shard, &record.sequence_number);
-            return Step::Continue;
-        }
-        if !self.shared.filter.admits(record.event_name) {
-            self.shared.delivery_metrics.event(EventResult::Filtered);
-            self.shared.progress.advance(shard, &record.sequence_number);
-            return Step::Continue;
-        }
-        let outcome = match self.shared.factory.build(record, &self.stream) {
-            Ok(event) => self.shared.deliverer.deliver(event, &self.cancel).await,
-            Err(e) => {
+        let (outcome, sequence) = match item {
+            Item::Skip(sequence) => (Outcome::Delivered, sequence),
+            Item::Filtered(sequence) => {
+                self.shared.delivery_metrics.event(EventResult::Filtered);
+                (Outcome::Delivered, sequence)
+            }
+            Item::Send { sequence, event } => (
+                self.shared.deliverer.send(event, &self.cancel).await,
+                sequence,
+            ),
+            Item::Unbuildable { record, error } => {
                 let event = self.shared.factory.malformed(
                     &record.event_id,
-                    &e.to_string(),
+                    &error.to_string(),
                     &format!("{record:?}"),
                 );
-                error!(shard = %shard, id = %record.event_id, error = %e, "the record cannot be turned into an event");
-                self.dead_letter_malformed(event, &e.to_string()).await
+                error!(shard = %shard, id = %record.event_id, %error, "the record cannot be turned into an event");
+                let outcome = self.dead_letter_malformed(event, &error.to_string()).await;
+                (outcome, record.sequence_number)
             }
+            Item::Malformed(malformed) => return self.handle_malformed(&malformed).await,
         };
         match outcome {
             Outcome::Cancelled => Step::Stop,
             Outcome::Delivered | Outcome::DeadLettered => {
-                self.shared.progress.advance(shard, &record.sequence_number);
+                self.shared.progress.advance(shard, &sequence);
                 Step::Continue
             }
         }

@@ -31,6 +31,23 @@ struct Failure {
     body: String,
 }
 
+/// An event encoded as its HTTP request. Shard tasks prepare a batch while
+/// the previous one is delivered, so encoding stays off the path between one
+/// acknowledgement and the next request.
+#[derive(Debug)]
+pub struct Prepared {
+    id: String,
+    request: Result<reqwest::Request, String>,
+    /// The event itself, kept only when a dead-letter sink may need it.
+    spare: Option<Event>,
+}
+
+impl Prepared {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     sink: Sink,
@@ -77,14 +94,29 @@ impl Deliverer {
             .inc();
     }
 
-    /// Delivers `event` to the sink, or to the dead-letter sink when the sink
-    /// refuses it or retries are exhausted.
-    pub async fn deliver(&self, event: Event, cancel: &CancellationToken) -> Outcome {
-        let started = Instant::now();
+    /// Encodes `event` for the sink, once: retries resend the same request.
+    pub fn prepare(&self, event: Event) -> Prepared {
         let id = event.id().to_owned();
         // Only a dead-letter sink needs the event again after encoding.
         let spare = self.dead_letter.as_ref().map(|_| event.clone());
-        let request = match self.sink.prepare(event, self.policy.timeout) {
+        Prepared {
+            id,
+            request: self.sink.prepare(event, self.policy.timeout),
+            spare,
+        }
+    }
+
+    /// Delivers `event` to the sink, or to the dead-letter sink when the sink
+    /// refuses it or retries are exhausted.
+    pub async fn deliver(&self, event: Event, cancel: &CancellationToken) -> Outcome {
+        self.send(self.prepare(event), cancel).await
+    }
+
+    /// Delivers a prepared event, as [`Deliverer::deliver`] does.
+    pub async fn send(&self, prepared: Prepared, cancel: &CancellationToken) -> Outcome {
+        let started = Instant::now();
+        let Prepared { id, request, spare } = prepared;
+        let request = match request {
             Ok(request) => request,
             Err(reason) => {
                 error!(%id, %reason, "the event cannot be sent");

@@ -10,7 +10,7 @@ pub mod overrides;
 pub mod policy;
 pub mod sink;
 
-pub use deliverer::{Deliverer, Outcome};
+pub use deliverer::{Deliverer, Outcome, Prepared};
 pub use event::{EventError, EventFactory};
 pub use overrides::{CeOverrides, OverridesError};
 pub use policy::{BackoffPolicy, DeliveryPolicy, PolicyError};
