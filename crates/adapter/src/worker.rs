@@ -79,6 +79,9 @@ enum Item {
     Malformed(Box<MalformedRecord>),
 }
 
+/// Records prepared between two yields to delivery (about 100 us of work).
+const PREPARE_SLICE: usize = 16;
+
 /// A batch turned into items, in read order.
 struct Ready {
     items: Vec<Item>,
@@ -90,8 +93,10 @@ struct Ready {
 
 impl Ready {
     /// Each record is dropped as soon as its request is built, so a batch is
-    /// not held twice.
-    fn prepare(mut batch: Batch, shared: &Shared, stream: &StreamArn) -> Ready {
+    /// not held twice. Preparing yields every few records: on the adapter's one
+    /// thread, delivery then runs between them instead of waiting for a whole
+    /// batch to be encoded (about 6 ms per 1,000 records).
+    async fn prepare(mut batch: Batch, shared: &Shared, stream: &StreamArn) -> Ready {
         let records = std::mem::take(&mut batch.records);
         let newest = records
             .iter()
@@ -99,9 +104,12 @@ impl Ready {
             .find_map(|r| r.as_ref().ok())
             .and_then(|r| r.approximate_creation)
             .map(|t| t.as_secs_f64());
-        let items = records
-            .into_iter()
-            .map(|record| match record {
+        let mut items = Vec::with_capacity(records.len());
+        for (n, record) in records.into_iter().enumerate() {
+            if n % PREPARE_SLICE == PREPARE_SLICE - 1 {
+                tokio::task::yield_now().await;
+            }
+            items.push(match record {
                 Err(malformed) => Item::Malformed(Box::new(malformed)),
                 Ok(record) => {
                     let sequence = record.sequence_number.clone();
@@ -122,8 +130,8 @@ impl Ready {
                         }
                     }
                 }
-            })
-            .collect();
+            });
+        }
         Ready {
             items,
             end_of_shard: batch.end_of_shard,
@@ -189,7 +197,11 @@ async fn read_ahead(
             Err(_) => true,
         };
         let empty = matches!(&batch, Ok(b) if b.records.is_empty());
-        slot.send(batch.map(|batch| Ready::prepare(batch, &shared, &stream)));
+        let ready = match batch {
+            Ok(batch) => Ok(Ready::prepare(batch, &shared, &stream).await),
+            Err(gone) => Err(gone),
+        };
+        slot.send(ready);
         if last {
             return;
         }

@@ -11,6 +11,7 @@ use tracing::{debug, error, warn};
 
 use crate::metrics::{
     AttemptLabels, AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
+    StatusLabel,
 };
 use crate::policy::DeliveryPolicy;
 use crate::sink::{Attempt, Sink};
@@ -81,16 +82,16 @@ impl Deliverer {
 
     fn count_attempt(&self, attempt: &Attempt) {
         let (outcome, code) = match attempt {
-            Attempt::Acknowledged(status) => (AttemptOutcome::Acknowledged, status.to_string()),
-            Attempt::Retryable { status, .. } => (
-                AttemptOutcome::Retryable,
-                status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
-            ),
-            Attempt::Rejected { status, .. } => (AttemptOutcome::Rejected, status.to_string()),
+            Attempt::Acknowledged(status) => (AttemptOutcome::Acknowledged, Some(*status)),
+            Attempt::Retryable { status, .. } => (AttemptOutcome::Retryable, *status),
+            Attempt::Rejected { status, .. } => (AttemptOutcome::Rejected, Some(*status)),
         };
         self.metrics
             .attempts
-            .get_or_create(&AttemptLabels { outcome, code })
+            .get_or_create(&AttemptLabels {
+                outcome,
+                code: StatusLabel(code),
+            })
             .inc();
     }
 

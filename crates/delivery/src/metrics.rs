@@ -42,11 +42,27 @@ pub struct ResultLabels {
     pub result: EventResult,
 }
 
+/// The HTTP status of an attempt, or none for a network failure or timeout.
+/// A number rather than its text, so counting an attempt allocates nothing.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct StatusLabel(pub Option<u16>);
+
+impl prometheus_client::encoding::EncodeLabelValue for StatusLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(code) => std::fmt::Write::write_fmt(encoder, format_args!("{code}")),
+            None => std::fmt::Write::write_str(encoder, "none"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub outcome: AttemptOutcome,
-    /// The HTTP status, or "none" for a network failure or timeout.
-    pub code: String,
+    pub code: StatusLabel,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
