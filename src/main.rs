@@ -217,7 +217,7 @@ struct AdapterArgs {
     /// The namespace of SOURCE_NAME.
     #[arg(long, env = "SOURCE_NAMESPACE", hide_env_values = true)]
     source_namespace: Option<String>,
-    /// The most records one GetRecords call returns, 1 to 1000: bounds each shard's memory [default: 1000].
+    /// The most records one GetRecords call returns, 1 to 1000 [default: 400 records shared by the shards being read, 200 per read for one shard, at least 50].
     #[arg(long, env = "RECORDS_PER_READ", hide_env_values = true)]
     records_per_read: Option<String>,
     /// ISO-8601 time in-flight deliveries get at shutdown [default: PT20S].

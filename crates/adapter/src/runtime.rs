@@ -9,7 +9,7 @@ use dynamodb_source_delivery::sink::{self, Sink};
 use dynamodb_source_delivery::{Deliverer, EventFactory};
 use dynamodb_source_stream::checkpoint::{CheckpointError, CheckpointStore};
 use dynamodb_source_stream::metrics::StreamMetrics;
-use dynamodb_source_stream::{FileCheckpointStore, StreamClient};
+use dynamodb_source_stream::{FileCheckpointStore, ReadSize, StreamClient};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -131,8 +131,10 @@ pub async fn run(
         config.assume_role_arn.as_deref(),
     )
     .await;
-    let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk))
-        .with_records_per_read(config.records_per_read);
+    let client = StreamClient::new(aws_sdk_dynamodbstreams::Client::new(&sdk));
+    let read_size = config
+        .records_per_read
+        .map_or_else(ReadSize::default, ReadSize::Fixed);
 
     let events = match &config.source {
         Some((namespace, name)) => match kube::Client::try_default().await {
@@ -179,6 +181,7 @@ pub async fn run(
         shared,
         health,
         max_shards: config.max_shards,
+        read_size,
         discovery_interval: config.discovery_interval,
         shutdown_timeout: config.shutdown_timeout,
     }

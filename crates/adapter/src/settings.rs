@@ -100,8 +100,9 @@ pub struct Config {
     pub idle_poll_max: Duration,
     /// How long shutdown waits for in-flight deliveries before abandoning them.
     pub shutdown_timeout: Duration,
-    /// The most records one GetRecords call returns (1 to 1000).
-    pub records_per_read: u16,
+    /// The most records one GetRecords call returns (1 to 1000); by default
+    /// a share of [`dynamodb_source_stream::read_size::DEFAULT_BUDGET`].
+    pub records_per_read: Option<u16>,
     /// The AWSDynamoDBSource this adapter serves (namespace, name), to record
     /// Kubernetes Events on it; `None` outside a cluster.
     pub source: Option<(String, String)>,
@@ -357,8 +358,7 @@ impl Config {
                     format!("{v:?} is not a whole number from 1 to 1000"),
                 )),
             })
-            .transpose()?
-            .unwrap_or(1000);
+            .transpose()?;
         let shutdown_timeout = present(&raw.shutdown_timeout)
             .map(|v| duration("SHUTDOWN_TIMEOUT", v))
             .transpose()?

@@ -9,7 +9,7 @@ use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
 use dynamodb_source_stream::checkpoint::Checkpoint;
 use dynamodb_source_stream::lineage::{self, Origin};
 use dynamodb_source_stream::{
-    ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
+    ReadSize, ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,6 +26,8 @@ pub struct Supervisor {
     pub shared: Arc<Shared>,
     pub health: Arc<Health>,
     pub max_shards: usize,
+    /// What each GetRecords call asks for, shared by the shards being read.
+    pub read_size: ReadSize,
     pub discovery_interval: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -219,6 +221,7 @@ impl Supervisor {
                     assignment.start,
                     assignment.skip_created_before,
                     self.shared.stream_metrics.clone(),
+                    &self.read_size,
                 ),
                 stream: stream.clone(),
                 shared: self.shared.clone(),

@@ -95,22 +95,11 @@ pub struct RecordsPage {
 #[derive(Debug, Clone)]
 pub struct StreamClient {
     client: Client,
-    records_per_read: Option<i32>,
 }
 
 impl StreamClient {
     pub fn new(client: Client) -> Self {
-        StreamClient {
-            client,
-            records_per_read: None,
-        }
-    }
-
-    /// Caps the records one GetRecords returns (the API's own cap is 1,000),
-    /// which bounds the memory a shard's batches hold.
-    pub fn with_records_per_read(mut self, limit: u16) -> Self {
-        self.records_per_read = Some(i32::from(limit.clamp(1, 1000)));
-        self
+        StreamClient { client }
     }
 
     /// The table's newest stream, from ListStreams filtered by table name.
@@ -232,12 +221,13 @@ impl StreamClient {
         })
     }
 
-    pub async fn records(&self, iterator: &str) -> Result<RecordsPage, StreamError> {
+    /// At most `limit` records from `iterator` (see [`crate::read_size`]).
+    pub async fn records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, StreamError> {
         let out = self
             .client
             .get_records()
             .shard_iterator(iterator)
-            .set_limit(self.records_per_read)
+            .limit(limit)
             .send()
             .await
             .map_err(StreamError::from_sdk)?;

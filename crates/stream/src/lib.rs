@@ -10,6 +10,7 @@ pub mod file_store;
 pub mod ids;
 pub mod lineage;
 pub mod metrics;
+pub mod read_size;
 pub mod reader;
 pub mod record;
 
@@ -18,5 +19,6 @@ pub use client::{StreamClient, StreamError, StreamInfo, StreamStatus};
 pub use file_store::FileCheckpointStore;
 pub use ids::{SequenceNumber, ShardId};
 pub use lineage::{Shard, StartAt};
+pub use read_size::ReadSize;
 pub use reader::{Batch, ShardReader};
 pub use record::{AttributeValue, Item, MalformedRecord, StreamRecord, UserIdentity};

@@ -11,6 +11,7 @@ use crate::client::{StreamClient, StreamError};
 use crate::ids::{SequenceNumber, ShardId};
 use crate::lineage::StartAt;
 use crate::metrics::{CallResult, StreamMetrics};
+use crate::read_size::{ReadSize, Share};
 use crate::record::{MalformedRecord, StreamRecord};
 
 /// The records of one GetRecords call, in shard order.
@@ -90,6 +91,7 @@ pub struct ShardReader {
     trimmed: Option<String>,
     pause: Pause,
     metrics: StreamMetrics,
+    size: Share,
 }
 
 /// How far apart our clock and DynamoDB's may be. Skipping records "created
@@ -119,6 +121,7 @@ impl ShardReader {
         start: StartAt,
         skip_created_before: Option<i64>,
         metrics: StreamMetrics,
+        size: &ReadSize,
     ) -> Self {
         ShardReader {
             client,
@@ -137,6 +140,7 @@ impl ShardReader {
                 attempt: 0,
             },
             metrics,
+            size: size.join(),
         }
     }
 
@@ -196,7 +200,7 @@ impl ShardReader {
                     }
                 }
             };
-            match self.client.records(&iterator).await {
+            match self.client.records(&iterator, self.size.limit()).await {
                 Ok(page) => {
                     self.metrics.call(CallResult::Ok);
                     self.pause.reset();
