@@ -9,6 +9,7 @@ pub mod controller;
 pub mod fake_streams;
 pub mod moto;
 pub mod receiver;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -116,6 +116,25 @@ impl Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the receiver");
+        Receiver::serve(listener, "http", behaviour)
+    }
+
+    /// An HTTPS receiver presenting `server` (see [`super::tls`]).
+    pub async fn start_tls(server: &super::tls::ServerCert, behaviour: Behaviour) -> Receiver {
+        let tcp = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the receiver");
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(server.config()),
+        };
+        Receiver::serve(listener, "https", behaviour)
+    }
+
+    fn serve<L>(listener: L, scheme: &str, behaviour: Behaviour) -> Receiver
+    where
+        L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    {
         let port = listener.local_addr().expect("local addr").port();
         let log = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
@@ -133,7 +152,7 @@ impl Receiver {
                 .await;
         });
         Receiver {
-            url: format!("http://127.0.0.1:{port}/"),
+            url: format!("{scheme}://127.0.0.1:{port}/"),
             port,
             log,
             stop: Some(stop),
@@ -162,5 +181,32 @@ impl Drop for Receiver {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// TLS over a loopback listener. A client that refuses the certificate fails
+/// its handshake; the listener goes on to the next connection.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }

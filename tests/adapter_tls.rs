@@ -1,0 +1,116 @@
+//! An HTTPS sink signed by a private authority: `K_CA_CERTS` makes the
+//! adapter trust it, and without it the adapter refuses the sink (and keeps
+//! the events) rather than sending anywhere unverified.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::adapter::{AdapterEnv, AdapterProcess};
+use support::eventually;
+use support::fake_streams::{Change, FakeStreams};
+use support::receiver::{Receiver, Reply};
+use support::tls::ServerCert;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+struct Rig {
+    fake: FakeStreams,
+    sink: Receiver,
+    cert: ServerCert,
+    dir: tempfile::TempDir,
+    ids: Vec<String>,
+}
+
+/// A stream holding `n` records and an HTTPS sink with a private certificate.
+async fn rig(table: &str, n: usize) -> Rig {
+    let fake = FakeStreams::start().await;
+    let stream = fake.enable_stream(table);
+    let shard = fake.add_shard(&stream, None);
+    let ids = fake
+        .append(
+            &shard,
+            (0..n).map(|i| Change::insert(format!("k{i}"), i as i64)),
+        )
+        .into_iter()
+        .map(|w| w.event_id)
+        .collect();
+    let cert = ServerCert::new();
+    let sink = Receiver::start_tls(&cert, Arc::new(|_, _| Reply::status(202))).await;
+    Rig {
+        fake,
+        sink,
+        cert,
+        dir: tempfile::tempdir().expect("tempdir"),
+        ids,
+    }
+}
+
+impl Rig {
+    fn env(&self, table: &str) -> AdapterEnv {
+        AdapterEnv::new(
+            &self.sink.url,
+            &self.fake.table_arn(table),
+            &self.fake.endpoint,
+            &self.dir.path().join("checkpoint.json"),
+        )
+        .set("DELIVERY_BACKOFF_DELAY", "PT0.05S")
+    }
+}
+
+#[tokio::test]
+async fn trusts_an_https_sink_signed_by_the_authority_in_k_ca_certs() {
+    let rig = rig("tls-trusted", 5).await;
+    assert!(rig.sink.url.starts_with("https://"), "{}", rig.sink.url);
+    let env = rig.env("tls-trusted").set("K_CA_CERTS", &rig.cert.ca_pem);
+    let mut adapter = AdapterProcess::spawn(&env, rig.dir.path());
+    adapter.wait_ready().await;
+    let ids = eventually("every record at the HTTPS sink", WITHIN, async || {
+        let ids = rig.sink.acknowledged_ids();
+        (ids.len() >= rig.ids.len()).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, rig.ids, "every record, in order, over TLS");
+    assert!(adapter.terminate(WITHIN).await.success());
+}
+
+#[tokio::test]
+async fn refuses_an_https_sink_it_cannot_verify_and_keeps_the_events() {
+    let rig = rig("tls-untrusted", 3).await;
+    let mut adapter = AdapterProcess::spawn(&rig.env("tls-untrusted"), rig.dir.path());
+    // Failed handshakes count as retryable attempts without a status.
+    eventually(
+        "failed attempts against the unverified sink",
+        WITHIN,
+        async || {
+            let failed = adapter
+                .metric(
+                    "dynamodb_source_delivery_attempts_total{outcome=\"retryable\",code=\"none\"}",
+                )
+                .await;
+            (failed >= 3.0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        rig.sink.requests().is_empty(),
+        "nothing reached a sink whose certificate was not verified"
+    );
+    assert!(
+        adapter.logs().contains("certificate"),
+        "the log says why: {}",
+        adapter.logs()
+    );
+    assert!(adapter.terminate(WITHIN).await.success());
+    // Nothing was acknowledged, so the checkpoint holds no position past a record.
+    let checkpoint: serde_json::Value = std::fs::read(rig.dir.path().join("checkpoint.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let positions: Vec<&serde_json::Value> = checkpoint["shards"]
+        .as_object()
+        .map(|shards| shards.values().filter_map(|p| p.get("after")).collect())
+        .unwrap_or_default();
+    assert!(positions.is_empty(), "checkpointed past {positions:?}");
+}
