@@ -112,15 +112,14 @@ impl Ready {
             items.push(match record {
                 Err(malformed) => Item::Malformed(Box::new(malformed)),
                 Ok(record) => {
-                    let sequence = record.sequence_number.clone();
                     if batch.skips(&record) {
-                        Item::Skip(sequence)
+                        Item::Skip(record.sequence_number)
                     } else if !shared.filter.admits(record.event_name) {
-                        Item::Filtered(sequence)
+                        Item::Filtered(record.sequence_number)
                     } else {
                         match shared.factory.build(&record, stream) {
                             Ok(event) => Item::Send {
-                                sequence,
+                                sequence: record.sequence_number,
                                 event: shared.deliverer.prepare(event),
                             },
                             Err(error) => Item::Unbuildable {
@@ -142,9 +141,10 @@ impl Ready {
 }
 
 impl ShardTask {
-    /// Reads ahead while delivering: the next batch is fetched while this one
-    /// is delivered (one batch in hand at most), so GetRecords latency does not
-    /// add to delivery time. Order is kept: batches arrive in read order.
+    /// Reads ahead while delivering: the next batch is fetched and encoded
+    /// while this one is delivered (two batches at most), so neither GetRecords
+    /// latency nor encoding adds to delivery time. Order is kept: batches
+    /// arrive in read order.
     pub async fn run(self) -> ShardExit {
         let ShardTask {
             reader,
@@ -156,7 +156,7 @@ impl ShardTask {
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
         let read_ahead = tokio::spawn(read_ahead(
             reader,
-            stream.clone(),
+            stream,
             batches,
             shared.clone(),
             cancel.clone(),
