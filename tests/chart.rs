@@ -636,23 +636,7 @@ async fn the_documented_source_manifests_are_accepted_by_the_crd() {
                 .as_object_mut()
                 .unwrap()
                 .remove("namespace");
-            let dir = tempfile::tempdir().expect("tempdir");
-            let file = dir.path().join("source.json");
-            std::fs::write(&file, source.to_string()).expect("write");
-            // Strict: an unknown or misspelt field fails too.
-            let out = Command::new("kubectl")
-                .env("KUBECONFIG", &cluster.kubeconfig)
-                .args([
-                    "apply",
-                    "--dry-run=server",
-                    "--validate=strict",
-                    "-n",
-                    &ns,
-                    "-f",
-                ])
-                .arg(&file)
-                .output()
-                .expect("kubectl runs");
+            let out = strict_dry_run(cluster, &ns, &source);
             assert!(
                 out.status.success(),
                 "{doc}: {} is rejected: {}",
@@ -668,21 +652,27 @@ async fn the_documented_source_manifests_are_accepted_by_the_crd() {
         "spec": {"arn": "arn:aws:dynamodb:us-west-2:123456789012:table/orders",
                  "sink": {"uri": "http://x.example/"}, "startPosition": "LATEST"},
     });
+    let out = strict_dry_run(cluster, &ns, &bad);
+    assert!(!out.status.success(), "a misspelt field is rejected");
+}
+
+/// `kubectl apply --dry-run=server` of one manifest in `ns`, strict: an
+/// unknown or misspelt field fails too. The caller judges the outcome.
+fn strict_dry_run(cluster: &cluster::Cluster, ns: &str, manifest: &Value) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("bad.json");
-    std::fs::write(&file, bad.to_string()).expect("write");
-    let out = Command::new("kubectl")
+    let file = dir.path().join("manifest.json");
+    std::fs::write(&file, manifest.to_string()).expect("write");
+    Command::new("kubectl")
         .env("KUBECONFIG", &cluster.kubeconfig)
         .args([
             "apply",
             "--dry-run=server",
             "--validate=strict",
             "-n",
-            &ns,
+            ns,
             "-f",
         ])
         .arg(&file)
         .output()
-        .expect("kubectl runs");
-    assert!(!out.status.success(), "a misspelt field is rejected");
+        .expect("kubectl runs")
 }
