@@ -32,15 +32,8 @@ impl SourceEvents {
 
     /// A Warning Event; failures to record it are logged, never fatal.
     pub async fn warn(&self, reason: &str, note: &str) {
-        let mut note = note.to_owned();
         // The API refuses notes over 1 kB.
-        if note.len() > 1000 {
-            let mut end = 1000;
-            while !note.is_char_boundary(end) {
-                end -= 1;
-            }
-            note.truncate(end);
-        }
+        let note = note[..note.floor_char_boundary(1000)].to_owned();
         let event = Event {
             type_: EventType::Warning,
             reason: reason.to_owned(),

@@ -303,13 +303,14 @@ impl Delivery {
                 sequence,
             ),
             Item::Unbuildable { record, error } => {
+                let reason = error.to_string();
                 let event = self.shared.factory.malformed(
                     &record.event_id,
-                    &error.to_string(),
+                    &reason,
                     &format!("{record:?}"),
                 );
                 error!(shard = %shard, id = %record.event_id, %error, "the record cannot be turned into an event");
-                let outcome = self.dead_letter_malformed(event, &error.to_string()).await;
+                let outcome = self.dead_letter_malformed(event, &reason).await;
                 (outcome, record.sequence_number)
             }
             Item::Malformed(malformed) => return self.handle_malformed(&malformed).await,

@@ -145,13 +145,7 @@ impl Sink {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let mut body = response.text().await.unwrap_or_default();
-        if body.len() > BODY_LIMIT {
-            let mut end = BODY_LIMIT;
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
-            body.truncate(end);
-        }
+        body.truncate(body.floor_char_boundary(BODY_LIMIT));
         if status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error()
