@@ -43,12 +43,6 @@ pub struct Prepared {
     spare: Option<Event>,
 }
 
-impl Prepared {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     sink: Sink,
