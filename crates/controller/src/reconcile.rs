@@ -12,6 +12,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,8 +57,8 @@ impl Error {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
-    /// Consecutive failures per source (namespace/name), for backoff.
-    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Consecutive failures per source, for backoff.
+    pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<AWSDynamoDBSource>, u32>>,
     pub adapter_image: String,
     pub recorder: Recorder,
     pub metrics: ControllerMetrics,
@@ -311,7 +312,7 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
     ctx.failures
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&format!("{namespace}/{name}"));
+        .remove(&ObjectRef::from_obj(&*source));
     Ok(Action::requeue(if waits_on_unwatched {
         REQUEUE_NOT_READY
     } else {
@@ -398,14 +399,9 @@ pub fn backoff(failures: u32) -> Duration {
 /// Errors are retried with exponential backoff per source; the next reconcile
 /// starts from scratch.
 pub fn error_policy(source: Arc<AWSDynamoDBSource>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "{}/{}",
-        source.namespace().unwrap_or_default(),
-        source.name_any()
-    );
     let failures = {
         let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let count = failures.entry(key).or_insert(0);
+        let count = failures.entry(ObjectRef::from_obj(&*source)).or_insert(0);
         *count = count.saturating_add(1);
         *count
     };
