@@ -246,8 +246,8 @@ impl ApiError {
 
 struct StoredRecord {
     sequence: u128,
-    event_id: String,
-    key: String,
+    /// What `append` and `records` report of it.
+    written: Written,
     /// The record as GetRecords returns it, rendered once at append time so
     /// that serving a batch costs the fake little CPU (benchmarks share it).
     json: String,
@@ -366,19 +366,19 @@ impl Service {
             let sequence = self.sequence();
             let id = self.id();
             let event_id = format!("{:016x}{:016x}", id, id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            written.push(Written {
-                shard: shard.to_owned(),
-                event_id: event_id.clone(),
-                sequence_number: sequence_string(sequence),
-                key: change.key.clone(),
-            });
             let json = self
                 .record_json(&event_id, &change, sequence, unix_now())
                 .to_string();
+            let record = Written {
+                shard: shard.to_owned(),
+                event_id,
+                sequence_number: sequence_string(sequence),
+                key: change.key,
+            };
+            written.push(record.clone());
             self.shard_mut(shard).records.push(StoredRecord {
                 sequence,
-                key: change.key,
-                event_id,
+                written: record,
                 json,
             });
         }
@@ -980,12 +980,7 @@ impl FakeStreams {
         state.shards[shard]
             .records
             .iter()
-            .map(|r| Written {
-                shard: shard.to_owned(),
-                event_id: r.event_id.clone(),
-                sequence_number: sequence_string(r.sequence),
-                key: r.key.clone(),
-            })
+            .map(|r| r.written.clone())
             .collect()
     }
 
