@@ -4,26 +4,12 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
-use support::eventually;
 use support::moto::Moto;
 use support::receiver::Receiver;
-
-fn seq_key(s: &str) -> (usize, String) {
-    let trimmed = s.trim_start_matches('0');
-    (trimmed.len(), trimmed.to_owned())
-}
-
-fn checkpointed(path: &Path) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["shards"]
-        .as_object()?
-        .values()
-        .find_map(|p| p["after"].as_str().map(str::to_owned))
-}
+use support::{checkpointed, eventually, seq_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_nothing_and_repeats_only_what_was_in_flight() {

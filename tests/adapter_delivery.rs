@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
-use support::eventually;
 use support::moto::Moto;
 use support::receiver::{Receiver, Reply};
+use support::{eventually, seq_key};
 
 struct Setup {
     moto: Moto,
@@ -71,21 +71,11 @@ impl Setup {
     }
 
     fn checkpointed(&self) -> Option<String> {
-        let text = std::fs::read(self.dir.path().join("cp.json")).ok()?;
-        let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
-        json["shards"]
-            .as_object()?
-            .values()
-            .find_map(|p| p["after"].as_str().map(str::to_owned))
+        support::checkpointed(&self.dir.path().join("cp.json"))
     }
 }
 
 /// Numeric order of decimal sequence numbers.
-fn seq_key(s: &str) -> (usize, String) {
-    let trimmed = s.trim_start_matches('0');
-    (trimmed.len(), trimmed.to_owned())
-}
-
 async fn wait_for_all(sink: &Receiver, truth: &[String]) {
     eventually(
         "every record acknowledged",

@@ -62,6 +62,24 @@ pub fn sample(metrics: &str, sample: &str) -> Option<f64> {
     })
 }
 
+/// Orders sequence numbers (decimal strings of any length) numerically; the
+/// tests' own oracle, independent of the product's `SequenceNumber`.
+pub fn seq_key(s: &str) -> (usize, String) {
+    let trimmed = s.trim_start_matches('0');
+    (trimmed.len(), trimmed.to_owned())
+}
+
+/// The position a file checkpoint holds for a shard (`after`, the last
+/// delivered sequence number); `None` while nothing was checkpointed past.
+/// The tests that use it read one shard.
+pub fn checkpointed(path: &std::path::Path) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["shards"]
+        .as_object()?
+        .values()
+        .find_map(|p| p["after"].as_str().map(str::to_owned))
+}
+
 /// Peak resident set size of a process, from /proc (Linux), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
