@@ -68,7 +68,7 @@ fn main() {
     let record = record();
     let factory = EventFactory::new(arn.table(), PayloadFormat::Aws, CeOverrides::default());
     let client = http_client(None).expect("client");
-    let sink = Sink::new(client.clone(), "http://127.0.0.1:9/".parse().expect("url"));
+    let sink = Sink::new(client, "http://127.0.0.1:9/".parse().expect("url")).expect("sink");
     println!();
     let render = time("render the AWS payload", || {
         black_box(format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render"));
@@ -76,18 +76,13 @@ fn main() {
     let build = time("render + build the CloudEvent (SDK)", || {
         black_box(factory.build(black_box(&record), &stream).expect("event"));
     });
-    let encode = time("... + encode the request (SDK reqwest binding)", || {
+    let encode = time("... + encode the request (SDK HTTP binding)", || {
         let event = factory.build(black_box(&record), &stream).expect("event");
-        black_box(
-            sink.prepare(event, Duration::from_secs(30))
-                .expect("request"),
-        );
+        black_box(sink.prepare(event).expect("request"));
     });
     let by_hand = time("render + the same request by hand", || {
         let body = format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render");
-        let request = client
-            .post("http://127.0.0.1:9/")
-            .timeout(Duration::from_secs(30))
+        let request = http::Request::post("http://127.0.0.1:9/")
             .header("ce-specversion", "1.0")
             .header("ce-id", record.event_id.as_str())
             .header("ce-source", factory.source())
@@ -99,7 +94,6 @@ fn main() {
             .header("ce-dynamodboperation", "MODIFY")
             .header("content-type", "application/json")
             .body(body)
-            .build()
             .expect("request");
         black_box(request);
     });

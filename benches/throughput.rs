@@ -24,7 +24,7 @@ use support::eventually;
 use support::fake_streams::{Change, FakeStreams};
 use tokio::net::TcpListener;
 
-const RECORDS: usize = 20_000;
+const RECORDS: usize = 50_000;
 const KEYS: usize = 100;
 /// Bytes of payload per item, besides its key and a number.
 const PADDING: usize = 200;
@@ -34,7 +34,8 @@ const PADDING: usize = 200;
 struct SinkState {
     count: Arc<AtomicUsize>,
     first: Arc<Mutex<Option<(HeaderMap, Bytes)>>>,
-    /// When the first and the latest request arrived.
+    /// When the first and the latest request arrived: the clock stops at the
+    /// last event itself, not at the next poll of the count.
     span: Arc<Mutex<Option<(Instant, Instant)>>>,
 }
 
@@ -85,6 +86,15 @@ impl Sink {
             .lock()
             .expect("lock")
             .map_or(Duration::ZERO, |(first, last)| last - first)
+    }
+
+    /// From `started` to the latest request.
+    fn since(&self, started: Instant) -> Duration {
+        self.state
+            .span
+            .lock()
+            .expect("lock")
+            .map_or(Duration::ZERO, |(_, last)| last - started)
     }
 }
 
@@ -174,7 +184,7 @@ async fn baseline(
         .output()
         .await
         .expect("the baseline client runs");
-    let elapsed = started.elapsed();
+    let elapsed = sink.since(started);
     assert!(out.status.success(), "the baseline client succeeded");
     assert_eq!(sink.count(), n, "every baseline POST counted");
     let cpu = String::from_utf8_lossy(&out.stdout)
@@ -185,49 +195,70 @@ async fn baseline(
     (elapsed, cpu)
 }
 
-/// The baseline client: a bare reqwest loop per shard, nothing else.
+/// The baseline client: a bare loop of POSTs per shard, nothing else. On
+/// reqwest by default (the issue's yardstick); `BENCH_BASELINE=hyper-util`
+/// runs the same loops on hyper-util's pooled client, the one the adapter
+/// sends with, to show what reqwest's own layers cost.
 fn baseline_client(args: &[String]) {
     let [url, n, loops, header_file, body_file] = args else {
         panic!("baseline-client URL N LOOPS HEADERS BODY");
     };
     let n: usize = n.parse().expect("N");
     let loops: usize = loops.parse().expect("LOOPS");
-    let mut headers = reqwest::header::HeaderMap::new();
+    let mut headers = http::HeaderMap::new();
     for line in std::fs::read_to_string(header_file)
         .expect("headers")
         .lines()
     {
         if let Some((name, value)) = line.split_once(": ") {
             headers.insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
                 value.parse().expect("value"),
             );
         }
     }
     let body = Bytes::from(std::fs::read(body_file).expect("body"));
+    let hyper_util = std::env::var("BENCH_BASELINE").as_deref() == Ok("hyper-util");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let reqwest = reqwest::Client::new();
+        let pooled =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<Bytes>>();
+        let uri: http::Uri = url.parse().expect("URI");
         let tasks: Vec<_> = (0..loops)
             .map(|i| {
-                let client = client.clone();
-                let url = url.clone();
+                let (reqwest, pooled) = (reqwest.clone(), pooled.clone());
+                let (url, uri) = (url.clone(), uri.clone());
                 let headers = headers.clone();
                 let body = body.clone();
                 let share = n / loops + usize::from(i < n % loops);
                 tokio::spawn(async move {
                     for _ in 0..share {
-                        let response = client
-                            .post(&url)
-                            .headers(headers.clone())
-                            .body(body.clone())
-                            .send()
-                            .await
-                            .expect("the sink answers");
-                        assert_eq!(response.status().as_u16(), 202);
+                        let status = if hyper_util {
+                            let mut request = http::Request::post(uri.clone())
+                                .body(http_body_util::Full::new(body.clone()))
+                                .expect("request");
+                            *request.headers_mut() = headers.clone();
+                            pooled
+                                .request(request)
+                                .await
+                                .expect("the sink answers")
+                                .status()
+                        } else {
+                            reqwest
+                                .post(&url)
+                                .headers(headers.clone())
+                                .body(body.clone())
+                                .send()
+                                .await
+                                .expect("the sink answers")
+                                .status()
+                        };
+                        assert_eq!(status.as_u16(), 202);
                     }
                 })
             })
@@ -283,7 +314,7 @@ async fn run(scenario: &str, shards: usize) -> Measured {
         async || (sink.count() >= records).then_some(()),
     ))
     .await;
-    let end_to_end = started.elapsed();
+    let end_to_end = sink.since(started);
     let steady = sink.span();
     let peak_rss_kib = support::peak_rss_kib(adapter.pid());
     let adapter_cpu = cpu_time(&adapter.pid().to_string());
@@ -394,7 +425,7 @@ fn main() {
         );
     }
     println!(
-        "\ne2e: from spawning the adapter until the sink counted every event; steady: first to last event at the sink;\n\
+        "\ne2e: from spawning the adapter until the last event reached the sink; steady: first to last event at the sink;\n\
          baseline: the same POSTs from a bare reqwest loop per shard in a separate process; adapter %: e2e / baseline;\n\
          overhead: (1/adapter - 1/baseline) per event; CPU/event: the adapter's CPU time per event vs the baseline client's;\n\
          peers CPU/event: the sink's and the fake's (this process) while the adapter ran vs the sink's during the baseline."

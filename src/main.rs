@@ -328,7 +328,7 @@ async fn adapter(args: AdapterArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    // One crypto backend for every TLS client in the process (kube, AWS, reqwest).
+    // One crypto backend for every TLS client in the process (kube, AWS).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // The adapter's work is waiting on sockets: one thread avoids the

@@ -117,11 +117,12 @@ pub async fn run(
 
     let http = sink::http_client(config.ca_certs.as_deref())?;
     let deliverer = Deliverer::new(
-        Sink::new(http.clone(), config.sink.clone()),
+        Sink::new(http.clone(), config.sink.clone())?,
         config
             .dead_letter_sink
             .clone()
-            .map(|url| Sink::new(http.clone(), url)),
+            .map(|url| Sink::new(http.clone(), url))
+            .transpose()?,
         config.delivery.clone(),
         delivery_metrics.clone(),
     );

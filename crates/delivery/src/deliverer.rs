@@ -14,7 +14,7 @@ use crate::metrics::{
     StatusLabel,
 };
 use crate::policy::DeliveryPolicy;
-use crate::sink::{Attempt, Sink};
+use crate::sink::{Attempt, Encoded, Sink};
 
 /// How an event left the adapter's hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ struct Failure {
 #[derive(Debug)]
 pub struct Prepared {
     id: String,
-    request: Result<reqwest::Request, String>,
+    request: Result<Encoded, String>,
     /// The event itself, kept only when a dead-letter sink may need it.
     spare: Option<Event>,
 }
@@ -96,7 +96,7 @@ impl Deliverer {
         let spare = self.dead_letter.as_ref().map(|_| event.clone());
         Prepared {
             id,
-            request: self.sink.prepare(event, self.policy.timeout),
+            request: self.sink.prepare(event),
             spare,
         }
     }
@@ -130,7 +130,7 @@ impl Deliverer {
         };
         let mut retry = 0u32;
         let failure = loop {
-            let attempt = self.sink.send_prepared(&request).await;
+            let attempt = self.sink.send_prepared(&request, self.policy.timeout).await;
             self.count_attempt(&attempt);
             match attempt {
                 Attempt::Acknowledged(_) => {
