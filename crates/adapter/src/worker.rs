@@ -79,8 +79,10 @@ enum Item {
     Malformed(Box<MalformedRecord>),
 }
 
-/// Records prepared between two yields to delivery (about 100 us of work).
-const PREPARE_SLICE: usize = 16;
+/// Records prepared between two yields to delivery: about 8 us of work, less
+/// than the sink takes to answer, so an answer that arrives meanwhile waits
+/// for almost nothing (16 records, 60 us, cost one shard 6% of its rate).
+const PREPARE_SLICE: usize = 2;
 
 /// A batch turned into items, in read order.
 struct Ready {
