@@ -8,8 +8,10 @@ use aws_sdk_dynamodbstreams::error::{DisplayErrorContext, ProvideErrorMetadata, 
 use aws_sdk_dynamodbstreams::types::{self as sdk, ShardIteratorType};
 use dynamodb_source_api::{StreamArn, TableName};
 
+use crate::capture::CaptureBody;
 use crate::ids::{SequenceNumber, ShardId};
 use crate::lineage::{Shard, StartAt};
+use crate::wire::Page;
 
 /// What went wrong with a call, in the terms that decide the reaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,14 +83,6 @@ pub enum StreamStatus {
 pub struct StreamInfo {
     pub status: StreamStatus,
     pub shards: Vec<Shard>,
-}
-
-/// One GetRecords answer.
-#[derive(Debug)]
-pub struct RecordsPage {
-    pub records: Vec<sdk::Record>,
-    /// `None` once the shard is closed and read to its end.
-    pub next_iterator: Option<String>,
 }
 
 /// The Streams API client this product uses.
@@ -221,20 +215,26 @@ impl StreamClient {
         })
     }
 
-    /// At most `limit` records from `iterator` (see [`crate::read_size`]).
-    pub async fn records(&self, iterator: &str, limit: i32) -> Result<RecordsPage, StreamError> {
-        let out = self
-            .client
+    /// At most `limit` records from `iterator` (see [`crate::read_size`]),
+    /// each left as its JSON for [`crate::wire::record`] to parse.
+    pub async fn records(&self, iterator: &str, limit: i32) -> Result<Page, StreamError> {
+        let capture = CaptureBody::default();
+        self.client
             .get_records()
             .shard_iterator(iterator)
             .limit(limit)
+            .customize()
+            .interceptor(capture.clone())
             .send()
             .await
             .map_err(StreamError::from_sdk)?;
-        let next_iterator = out.next_shard_iterator().map(str::to_owned);
-        Ok(RecordsPage {
-            records: out.records.unwrap_or_default(),
-            next_iterator,
+        let body = capture.take().ok_or_else(|| {
+            StreamError::Transient("GetRecords succeeded but its answer was not kept".to_owned())
+        })?;
+        Page::parse(&body).map_err(|e| {
+            StreamError::Transient(format!(
+                "the GetRecords answer is not the expected JSON: {e}"
+            ))
         })
     }
 }

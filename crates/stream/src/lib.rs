@@ -4,6 +4,7 @@
 //! The AWS client lives at the edge ([`client`]); lineage ([`lineage`]) and
 //! resume decisions ([`checkpoint`]) are pure so they are tested without a server.
 
+mod capture;
 pub mod checkpoint;
 pub mod client;
 pub mod file_store;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod read_size;
 pub mod reader;
 pub mod record;
+pub mod wire;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointStore, ShardProgress};
 pub use client::{StreamClient, StreamError, StreamInfo, StreamStatus};
