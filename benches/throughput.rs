@@ -369,6 +369,12 @@ fn main() {
                 .expect("BENCH_SHARDS: a comma list of shard counts")
         })
         .collect();
+    // The sink, the fake and the adapter share the machine's cores, so single
+    // runs vary by 15%: each scenario runs BENCH_ROUNDS times (adapter, then
+    // baseline, alternately) and the summary takes the median.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .map(|n| n.parse().expect("BENCH_ROUNDS: a number"))
+        .unwrap_or(5);
     let results = runtime.block_on(async {
         let mut results = Vec::new();
         for shards in shard_counts {
@@ -377,7 +383,9 @@ fn main() {
             } else {
                 format!("{shards} shards x {}", RECORDS / shards)
             };
-            results.push(run(&scenario, shards).await);
+            for _ in 0..rounds {
+                results.push(run(&scenario, shards).await);
+            }
         }
         results
     });
@@ -422,6 +430,39 @@ fn main() {
                 per_event(m.peers_cpu, m.records),
                 per_event(m.baseline_peers_cpu, m.records)
             ),
+        );
+    }
+    println!();
+    let mut scenarios: Vec<&str> = results.iter().map(|m| m.scenario.as_str()).collect();
+    scenarios.dedup();
+    for scenario in scenarios {
+        let runs: Vec<&Measured> = results.iter().filter(|m| m.scenario == scenario).collect();
+        let ratio =
+            |m: &Measured| per_second(m.records, m.end_to_end) / per_second(m.records, m.baseline);
+        let mut ratios: Vec<f64> = runs.iter().map(|m| ratio(m)).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mut rates: Vec<f64> = runs
+            .iter()
+            .map(|m| per_second(m.records, m.end_to_end))
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let mut bases: Vec<f64> = runs
+            .iter()
+            .map(|m| per_second(m.records, m.baseline))
+            .collect();
+        bases.sort_by(f64::total_cmp);
+        let peak = runs.iter().filter_map(|m| m.peak_rss_kib).max();
+        println!(
+            "{scenario}: median {:.0} rec/s against a baseline of {:.0} req/s, adapter/baseline median {:.0}% (rounds {}), peak RSS {} MiB",
+            rates[rates.len() / 2],
+            bases[bases.len() / 2],
+            100.0 * ratios[ratios.len() / 2],
+            ratios
+                .iter()
+                .map(|r| format!("{:.0}%", 100.0 * r))
+                .collect::<Vec<_>>()
+                .join(" "),
+            peak.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0)),
         );
     }
     println!(
