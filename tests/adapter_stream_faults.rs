@@ -479,6 +479,30 @@ async fn server_errors_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_call_times_out_and_is_retried() {
+    let rig = Rig::new("silent").await;
+    let (_, shard) = rig.stream_with_shard();
+    let written = rig.fake.append(&shard, changes(2, 6, 0));
+    // The first read is never answered; without an attempt timeout the shard
+    // would wait on it forever.
+    rig.fake.fail_next(Op::GetRecords, 1, Fault::Unanswered);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.delivered(written.len()).await;
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "every record once, in order, after the silent call"
+    );
+    assert_eq!(rig.fake.pending_faults(Op::GetRecords), 0);
+    assert!(
+        rig.fake.calls(Op::GetRecords) >= 2,
+        "the unanswered read was tried again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_without_a_stream_is_reported_and_retried_not_a_crash() {
     let rig = Rig::new("no-stream").await;
     rig.fake.create_table(&rig.table);

@@ -78,6 +78,9 @@ pub enum Fault {
     ResourceNotFound,
     /// HTTP 500.
     InternalServerError,
+    /// No answer at all: the request is read and then left hanging, as over
+    /// a connection a NAT or load balancer dropped without a word.
+    Unanswered,
 }
 
 impl Fault {
@@ -107,6 +110,8 @@ impl Fault {
             Fault::InternalServerError => {
                 (500, "com.amazonaws.dynamodb.v20120810#InternalServerError")
             }
+            // Never sent: `handle` waits until the client gives up.
+            Fault::Unanswered => (500, "unanswered"),
         };
         ApiError {
             status,
@@ -733,17 +738,20 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
             );
         }
     };
-    let mut state = lock(&state);
-    let (shard, result) = state.answer(op, &input);
-    state.calls.push(Call {
-        op,
-        at: Instant::now(),
-        shard,
-        error: result.as_ref().err().map(ApiError::code),
-    });
-    drop(state);
+    let result = {
+        let mut state = lock(&state);
+        let (shard, result) = state.answer(op, &input);
+        state.calls.push(Call {
+            op,
+            at: Instant::now(),
+            shard,
+            error: result.as_ref().err().map(ApiError::code),
+        });
+        result
+    };
     match result {
         Ok(out) => reply_raw(200, out),
+        Err(e) if e.fault == Some(Fault::Unanswered) => std::future::pending().await,
         Err(e) => reply(e.status, &json!({ "__type": e.kind, "message": e.message })),
     }
 }

@@ -1,10 +1,22 @@
 //! The AWS SDK configuration: region, endpoint override, the standard
 //! credential chain, and an optional role assumed through STS.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodbstreams::config::SharedCredentialsProvider;
 use aws_smithy_http_client::tls;
 use url::Url;
+
+/// The SDK's own connect timeout, kept when the attempt timeout is set.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+
+/// How long one API call may wait for its answer. The SDK sets none: a call
+/// over a connection that a NAT or load balancer dropped without a word would
+/// then wait forever, and its shard with it. Stream calls answer in well under
+/// a second; a timed-out attempt is retried like any transient failure.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the SDK configuration. The HTTPS client uses rustls with the ring
 /// provider, the one crypto backend in this build.
@@ -20,6 +32,12 @@ pub async fn sdk_config(
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
         .http_client(http_client);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint.as_str().trim_end_matches('/'));
