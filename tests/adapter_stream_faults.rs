@@ -65,6 +65,20 @@ impl Rig {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Starts the adapter and waits until the sink has every record of
+    /// `written`, once each and in order; `after` names the fault survived.
+    async fn deliver_all(&self, written: &[Written], after: &str) -> AdapterProcess {
+        let mut adapter = self.spawn();
+        adapter.wait_ready().await;
+        self.delivered(written.len()).await;
+        assert_eq!(
+            self.sink.acknowledged_ids(),
+            ids(written),
+            "every record once, in order, after {after}"
+        );
+        adapter
+    }
+
     /// Waits until the sink acknowledged at least `n` requests.
     async fn delivered(&self, n: usize) {
         eventually(
@@ -169,14 +183,7 @@ async fn throttling_backs_off_and_loses_nothing() {
     rig.fake
         .fail_for(Op::GetRecords, window, Fault::LimitExceeded);
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.delivered(written.len()).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        ids(&written),
-        "every record once, in order, after the throttling"
-    );
+    let adapter = rig.deliver_all(&written, "the throttling").await;
 
     let throttled: Vec<_> = rig
         .fake
@@ -433,14 +440,9 @@ async fn describe_stream_pages_more_than_100_shards() {
     let shards = rig.fake.shards(&stream);
     assert_eq!(shards.len(), 151);
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.delivered(151).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        ids(&written),
-        "every shard's record once, in lineage order"
-    );
+    let _adapter = rig
+        .deliver_all(&written, "reading 151 shards in lineage order")
+        .await;
     assert_eq!(rig.fake.first_reads(), shards);
     assert_eq!(rig.fake.read_before_parent_end(), Vec::<String>::new());
 }
@@ -458,14 +460,7 @@ async fn server_errors_are_retried() {
     rig.fake
         .fail_next(Op::DescribeStream, 1, Fault::InternalServerError);
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.delivered(written.len()).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        ids(&written),
-        "every record once, in order, despite the 500s"
-    );
+    let adapter = rig.deliver_all(&written, "despite the 500s").await;
     for op in [Op::GetRecords, Op::GetShardIterator, Op::DescribeStream] {
         assert_eq!(rig.fake.pending_faults(op), 0, "{op:?} was retried");
     }
@@ -487,14 +482,7 @@ async fn an_unanswered_call_times_out_and_is_retried() {
     // would wait on it forever.
     rig.fake.fail_next(Op::GetRecords, 1, Fault::Unanswered);
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.delivered(written.len()).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        ids(&written),
-        "every record once, in order, after the silent call"
-    );
+    let _adapter = rig.deliver_all(&written, "the silent call").await;
     assert_eq!(rig.fake.pending_faults(Op::GetRecords), 0);
     assert!(
         rig.fake.calls(Op::GetRecords) >= 2,
