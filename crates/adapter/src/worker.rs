@@ -5,7 +5,11 @@
 //! requests while the other delivers the current one. Order is kept (batches
 //! pass through in read order) and only delivery touches the checkpoint.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::{EventNameFilter, StreamArn};
@@ -147,6 +151,11 @@ impl ShardTask {
     /// while this one is delivered (two batches at most), so neither GetRecords
     /// latency nor encoding adds to delivery time. Order is kept: batches
     /// arrive in read order.
+    ///
+    /// Both stages run in this one task, delivery first: reading ahead only
+    /// advances while delivery waits. As separate tasks on the adapter's one
+    /// thread, a slice of reading ahead ran between an answer and the next
+    /// request, and again before the connection task wrote it.
     pub async fn run(self) -> ShardExit {
         let ShardTask {
             reader,
@@ -156,21 +165,35 @@ impl ShardTask {
         } = self;
         let shard = reader.shard().clone();
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
-        let read_ahead = tokio::spawn(read_ahead(
-            reader,
-            stream,
-            batches,
-            shared.clone(),
-            cancel.clone(),
-        ));
+        let read = read_ahead(reader, stream, batches, shared.clone(), cancel.clone());
         let delivery = Delivery {
-            shard: shard.clone(),
+            shard,
             shared,
             cancel,
+            requests: AtomicU64::new(0),
         };
-        let exit = delivery.run(&mut ready).await;
-        read_ahead.abort();
-        exit
+        let deliver = delivery.run(&mut ready);
+        let (mut deliver, mut read) = (pin!(deliver), pin!(read));
+        let mut reading = true;
+        let mut requests = 0;
+        poll_fn(|cx| {
+            if let Poll::Ready(exit) = deliver.as_mut().poll(cx) {
+                return Poll::Ready(exit);
+            }
+            let issued = delivery.requests.load(Ordering::Relaxed);
+            if issued != requests {
+                // A request was just handed to its connection's task: let
+                // that task write it before any reading ahead.
+                requests = issued;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if reading && read.as_mut().poll(cx).is_ready() {
+                reading = false;
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -233,6 +256,8 @@ struct Delivery {
     shard: ShardId,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    /// Requests issued so far, so the task knows when one just left.
+    requests: AtomicU64,
 }
 
 impl Delivery {
@@ -300,10 +325,13 @@ impl Delivery {
                 self.shared.delivery_metrics.event(EventResult::Filtered);
                 (Outcome::Delivered, sequence)
             }
-            Item::Send { sequence, event } => (
-                self.shared.deliverer.send(event, &self.cancel).await,
-                sequence,
-            ),
+            Item::Send { sequence, event } => {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                (
+                    self.shared.deliverer.send(event, &self.cancel).await,
+                    sequence,
+                )
+            }
             Item::Unbuildable { record, error } => {
                 let reason = error.to_string();
                 let event = self.shared.factory.malformed(
