@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cloudevents::Event;
-use http::header::{HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -135,6 +135,9 @@ pub struct Sink {
     url: Url,
     /// `url` as hyper takes it, parsed once.
     target: Uri,
+    /// The `Host` header, set on each event when it is encoded: the client
+    /// would otherwise format it again for every request.
+    host: HeaderValue,
 }
 
 static AGENT: HeaderValue =
@@ -142,14 +145,27 @@ static AGENT: HeaderValue =
 
 impl Sink {
     pub fn new(client: HttpClient, url: Url) -> Result<Self, SinkError> {
-        let target = url.as_str().parse::<Uri>().map_err(|e| SinkError::Url {
+        let unusable = |reason: String| SinkError::Url {
             url: url.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let target = url
+            .as_str()
+            .parse::<Uri>()
+            .map_err(|e| unusable(e.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| unusable("it names no host".to_owned()))?;
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let host = HeaderValue::try_from(host).map_err(|e| unusable(e.to_string()))?;
         Ok(Sink {
             client,
             url,
             target,
+            host,
         })
     }
 
@@ -165,6 +181,7 @@ impl Sink {
         let (parts, body) = request.into_parts();
         let mut headers = parts.headers;
         headers.insert(USER_AGENT, AGENT.clone());
+        headers.insert(HOST, self.host.clone());
         Ok(Encoded {
             headers,
             body: body.unwrap_or_default(),
@@ -255,6 +272,30 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_has_the_port_only_when_it_is_not_the_default() {
+        let client = http_client(None).expect("client");
+        let host = |url: &str| {
+            let sink = Sink::new(client.clone(), url.parse().expect("url")).expect("sink");
+            use cloudevents::EventBuilder;
+            let event = cloudevents::EventBuilderV10::new()
+                .id("1")
+                .source("s")
+                .ty("t")
+                .build()
+                .expect("event");
+            let encoded = sink.prepare(event).expect("encoded");
+            encoded.headers()[HOST].to_str().expect("ascii").to_owned()
+        };
+        assert_eq!(
+            host("http://sink.default.svc:8080/x"),
+            "sink.default.svc:8080"
+        );
+        assert_eq!(host("http://sink.default.svc/"), "sink.default.svc");
+        assert_eq!(host("https://sink.example:443/"), "sink.example");
+        assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
