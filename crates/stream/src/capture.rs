@@ -50,6 +50,11 @@ impl Intercept for CaptureBody {
     ) -> Result<(), BoxError> {
         let response = context.response_mut();
         if response.status().as_u16() == 200 {
+            // The body the SDK reads is no longer the one the length
+            // describes. The SDK's own length check (a client-wide
+            // interceptor, so it runs before this one) has already wrapped the
+            // real body and still sees every byte of it.
+            response.headers_mut().remove("content-length");
             let inner = response.take_body();
             *response.body_mut() = SdkBody::from_body_1_x(Captured {
                 inner,
