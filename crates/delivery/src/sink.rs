@@ -7,6 +7,7 @@ use bytes::Bytes;
 use cloudevents::Event;
 use http::header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Method, StatusCode, Uri};
+use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -44,8 +45,9 @@ pub enum Attempt {
 /// How much of a refusing sink's answer is kept for logs and dead letters.
 const BODY_LIMIT: usize = 1024;
 
-/// How much of an accepting sink's answer is read (and dropped) so that its
-/// connection can carry the next event; a longer answer costs the connection.
+/// How much of an answer is read: an accepting sink's is dropped so that its
+/// connection can carry the next event (a longer answer costs the connection),
+/// a refusing sink's is kept up to [`BODY_LIMIT`].
 const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// The pooled HTTP/1.1 client (HTTPS through rustls) shared by the sink and
@@ -110,9 +112,22 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Reads an answer's body to its end by `deadline`: `None` when it is longer
+/// than [`DRAIN_LIMIT`], fails or comes late.
+async fn read_answer<B>(body: B, deadline: tokio::time::Instant) -> Option<Bytes>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match tokio::time::timeout_at(deadline, Limited::new(body, DRAIN_LIMIT).collect()).await {
+        Ok(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    }
+}
+
 /// An event encoded once as its request's headers and body (binary content
 /// mode): every attempt sends the same bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Encoded {
     headers: HeaderMap,
     body: Bytes,
@@ -121,10 +136,6 @@ pub struct Encoded {
 impl Encoded {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
-    }
-
-    pub fn body(&self) -> &Bytes {
-        &self.body
     }
 }
 
@@ -232,8 +243,7 @@ impl Sink {
         if status.is_success() {
             // Read the (usually empty) answer to its end so the connection
             // goes back to the pool; the event is acknowledged either way.
-            let _ =
-                tokio::time::timeout_at(deadline, Limited::new(body, DRAIN_LIMIT).collect()).await;
+            read_answer(body, deadline).await;
             return Attempt::Acknowledged(status.as_u16());
         }
         let retry_after = parts
@@ -241,15 +251,10 @@ impl Sink {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut body = match tokio::time::timeout_at(
-            deadline,
-            Limited::new(body, DRAIN_LIMIT).collect(),
-        )
-        .await
-        {
-            Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
-            _ => String::new(),
-        };
+        let mut body = read_answer(body, deadline)
+            .await
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
         body.truncate(body.floor_char_boundary(BODY_LIMIT));
         if status == StatusCode::REQUEST_TIMEOUT
             || status == StatusCode::TOO_MANY_REQUESTS
