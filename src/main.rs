@@ -223,6 +223,9 @@ struct AdapterArgs {
     /// ISO-8601 time in-flight deliveries get at shutdown [default: PT20S].
     #[arg(long, env = "SHUTDOWN_TIMEOUT", hide_env_values = true)]
     shutdown_timeout: Option<String>,
+    /// ISO-8601 shortest time between two checkpoint saves; a crash repeats at most what was acknowledged since the last one [default: PT1S].
+    #[arg(long, env = "CHECKPOINT_INTERVAL", hide_env_values = true)]
+    checkpoint_interval: Option<String>,
 }
 
 impl From<AdapterArgs> for RawSettings {
@@ -251,6 +254,7 @@ impl From<AdapterArgs> for RawSettings {
             max_shards: a.max_shards,
             idle_poll_max: a.idle_poll_max,
             shutdown_timeout: a.shutdown_timeout,
+            checkpoint_interval: a.checkpoint_interval,
             records_per_read: a.records_per_read,
             source_name: a.source_name,
             source_namespace: a.source_namespace,

@@ -52,6 +52,7 @@ fn each_bad_setting_exits_2_with_one_line_naming_it() {
         (&[("METRICS_PORT", "http")], "METRICS_PORT"),
         (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
         (&[("K_CA_CERTS", "not pem")], "K_CA_CERTS"),
+        (&[("CHECKPOINT_INTERVAL", "1s")], "CHECKPOINT_INTERVAL"),
     ];
     for (overrides, setting) in cases {
         let mut env: Vec<(&str, &str)> = base

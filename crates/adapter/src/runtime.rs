@@ -113,7 +113,12 @@ pub async fn run(
     } else {
         info!(checkpoint = %store.location(), position = %config.starting_position, "no checkpoint: first start");
     }
-    let progress = Arc::new(Progress::new(store, loaded, progress_metrics));
+    let progress = Arc::new(Progress::new(
+        store,
+        loaded,
+        progress_metrics,
+        config.checkpoint_interval,
+    ));
 
     let http = sink::http_client(config.ca_certs.as_deref())?;
     let deliverer = Deliverer::new(

@@ -55,6 +55,7 @@ pub struct RawSettings {
     pub max_shards: Option<String>,
     pub idle_poll_max: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub checkpoint_interval: Option<String>,
     pub records_per_read: Option<String>,
 }
 
@@ -100,6 +101,8 @@ pub struct Config {
     pub idle_poll_max: Duration,
     /// How long shutdown waits for in-flight deliveries before abandoning them.
     pub shutdown_timeout: Duration,
+    /// The shortest time between two checkpoint saves: what a crash may repeat.
+    pub checkpoint_interval: Duration,
     /// The most records one GetRecords call returns (1 to 1000); by default
     /// a share of [`dynamodb_source_stream::read_size::DEFAULT_BUDGET`].
     pub records_per_read: Option<u16>,
@@ -363,6 +366,10 @@ impl Config {
             .map(|v| duration("SHUTDOWN_TIMEOUT", v))
             .transpose()?
             .unwrap_or(Duration::from_secs(20));
+        let checkpoint_interval = present(&raw.checkpoint_interval)
+            .map(|v| duration("CHECKPOINT_INTERVAL", v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(1));
         Ok(Config {
             sink,
             arn,
@@ -382,6 +389,7 @@ impl Config {
             max_shards,
             idle_poll_max,
             shutdown_timeout,
+            checkpoint_interval,
             records_per_read,
             source: source_object(raw)?,
             discovery_interval: Duration::from_secs(10),
