@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_types::DateTime;
 use dynamodb_source_api::{EventName, PayloadFormat, SourceArn, StreamArn};
-use dynamodb_source_delivery::sink::{Sink, http_client};
+use dynamodb_source_delivery::sink::{Sink, connector};
 use dynamodb_source_delivery::{CeOverrides, EventFactory, format};
 use dynamodb_source_stream::{AttributeValue, SequenceNumber, StreamRecord};
 
@@ -67,8 +67,8 @@ fn main() {
             .expect("stream");
     let record = record();
     let factory = EventFactory::new(arn.table(), PayloadFormat::Aws, CeOverrides::default());
-    let client = http_client(None).expect("client");
-    let sink = Sink::new(client, "http://127.0.0.1:9/".parse().expect("url")).expect("sink");
+    let connector = connector(None).expect("connector");
+    let sink = Sink::new(connector, "http://127.0.0.1:9/".parse().expect("url")).expect("sink");
     println!();
     let render = time("render the AWS payload", || {
         black_box(format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render"));

@@ -120,13 +120,13 @@ pub async fn run(
         config.checkpoint_interval,
     ));
 
-    let http = sink::http_client(config.ca_certs.as_deref())?;
+    let connector = sink::connector(config.ca_certs.as_deref())?;
     let deliverer = Deliverer::new(
-        Sink::new(http.clone(), config.sink.clone())?,
+        Sink::new(connector.clone(), config.sink.clone())?,
         config
             .dead_letter_sink
             .clone()
-            .map(|url| Sink::new(http.clone(), url))
+            .map(|url| Sink::new(connector.clone(), url))
             .transpose()?,
         config.delivery.clone(),
         delivery_metrics.clone(),

@@ -8,13 +8,14 @@
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::{EventNameFilter, StreamArn};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
-use dynamodb_source_delivery::{Deliverer, EventError, EventFactory, Outcome, Prepared};
+use dynamodb_source_delivery::{
+    Connections, Deliverer, EventError, EventFactory, Outcome, Prepared,
+};
 use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
 use dynamodb_source_stream::reader::ShardGone;
 use dynamodb_source_stream::{
@@ -155,7 +156,8 @@ impl ShardTask {
     /// Both stages run in this one task, delivery first: reading ahead only
     /// advances while delivery waits. As separate tasks on the adapter's one
     /// thread, a slice of reading ahead ran between an answer and the next
-    /// request, and again before the connection task wrote it.
+    /// request. The task also drives its own connection to the sink, so an
+    /// answer is read and the next request written in one poll.
     pub async fn run(self) -> ShardExit {
         let ShardTask {
             reader,
@@ -166,27 +168,18 @@ impl ShardTask {
         let shard = reader.shard().clone();
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
         let read = read_ahead(reader, stream, batches, shared.clone(), cancel.clone());
-        let delivery = Delivery {
+        let mut delivery = Delivery {
             shard,
+            connections: shared.deliverer.connections(),
             shared,
             cancel,
-            requests: AtomicU64::new(0),
         };
         let deliver = delivery.run(&mut ready);
         let (mut deliver, mut read) = (pin!(deliver), pin!(read));
         let mut reading = true;
-        let mut requests = 0;
         poll_fn(|cx| {
             if let Poll::Ready(exit) = deliver.as_mut().poll(cx) {
                 return Poll::Ready(exit);
-            }
-            let issued = delivery.requests.load(Ordering::Relaxed);
-            if issued != requests {
-                // A request was just handed to its connection's task: let
-                // that task write it before any reading ahead.
-                requests = issued;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
             }
             if reading && read.as_mut().poll(cx).is_ready() {
                 reading = false;
@@ -256,8 +249,7 @@ struct Delivery {
     shard: ShardId,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    /// Requests issued so far, so the task knows when one just left.
-    requests: AtomicU64,
+    connections: Connections,
 }
 
 impl Delivery {
@@ -275,8 +267,8 @@ impl Delivery {
             .set((now - created).max(0.0));
     }
 
-    async fn run(&self, ready: &mut mpsc::Receiver<Result<Ready, ShardGone>>) -> ShardExit {
-        let shard = &self.shard;
+    async fn run(&mut self, ready: &mut mpsc::Receiver<Result<Ready, ShardGone>>) -> ShardExit {
+        let shard = self.shard.clone();
         loop {
             let batch = tokio::select! {
                 batch = ready.recv() => batch,
@@ -311,27 +303,26 @@ impl Delivery {
             self.shared.progress.commit();
             if batch.end_of_shard {
                 info!(shard = %shard, "shard read to its end");
-                self.shared.progress.finish(shard);
+                self.shared.progress.finish(&shard);
                 return ShardExit::Finished;
             }
         }
     }
 
-    async fn handle(&self, item: Item) -> Step {
-        let shard = &self.shard;
+    async fn handle(&mut self, item: Item) -> Step {
         let (outcome, sequence) = match item {
             Item::Skip(sequence) => (Outcome::Delivered, sequence),
             Item::Filtered(sequence) => {
                 self.shared.delivery_metrics.event(EventResult::Filtered);
                 (Outcome::Delivered, sequence)
             }
-            Item::Send { sequence, event } => {
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                (
-                    self.shared.deliverer.send(event, &self.cancel).await,
-                    sequence,
-                )
-            }
+            Item::Send { sequence, event } => (
+                self.shared
+                    .deliverer
+                    .send(&mut self.connections, event, &self.cancel)
+                    .await,
+                sequence,
+            ),
             Item::Unbuildable { record, error } => {
                 let reason = error.to_string();
                 let event = self.shared.factory.malformed(
@@ -339,7 +330,7 @@ impl Delivery {
                     &reason,
                     &format!("{record:?}"),
                 );
-                error!(shard = %shard, id = %record.event_id, %error, "the record cannot be turned into an event");
+                error!(shard = %self.shard, id = %record.event_id, %error, "the record cannot be turned into an event");
                 let outcome = self.dead_letter_malformed(event, &reason).await;
                 (outcome, record.sequence_number)
             }
@@ -348,13 +339,13 @@ impl Delivery {
         match outcome {
             Outcome::Cancelled => Step::Stop,
             Outcome::Delivered | Outcome::DeadLettered => {
-                self.shared.progress.advance(shard, &sequence);
+                self.shared.progress.advance(&self.shard, &sequence);
                 Step::Continue
             }
         }
     }
 
-    async fn handle_malformed(&self, malformed: &MalformedRecord) -> Step {
+    async fn handle_malformed(&mut self, malformed: &MalformedRecord) -> Step {
         error!(shard = %self.shard, error = %malformed, raw = %malformed.raw, "malformed stream record");
         let event = self.shared.factory.from_malformed(malformed);
         match self.dead_letter_malformed(event, &malformed.reason).await {
@@ -371,11 +362,11 @@ impl Delivery {
     /// A malformed record never becomes well formed: it goes to the dead-letter
     /// sink, or, without one, is logged, counted and passed over so the shard
     /// does not stall forever.
-    async fn dead_letter_malformed(&self, event: cloudevents::Event, reason: &str) -> Outcome {
+    async fn dead_letter_malformed(&mut self, event: cloudevents::Event, reason: &str) -> Outcome {
         if self.shared.deliverer.has_dead_letter_sink() {
             self.shared
                 .deliverer
-                .dead_letter_malformed(event, reason, &self.cancel)
+                .dead_letter_malformed(&mut self.connections, event, reason, &self.cancel)
                 .await
         } else {
             self.shared.delivery_metrics.event(EventResult::Dropped);

@@ -9,6 +9,7 @@ use cloudevents::{AttributesReader, Event};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::connection::Connection;
 use crate::metrics::{
     AttemptLabels, AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
     StatusLabel,
@@ -43,6 +44,14 @@ pub struct Prepared {
     spare: Option<Event>,
 }
 
+/// A task's own connections to the sink and, opened on first use, to the
+/// dead-letter sink. Each shard task has its own, so deliveries never wait
+/// for one another.
+pub struct Connections {
+    sink: Connection,
+    dead_letter: Option<Connection>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     sink: Sink,
@@ -68,6 +77,14 @@ impl Deliverer {
 
     pub fn sink(&self) -> &Sink {
         &self.sink
+    }
+
+    /// Connections for one task to deliver with.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            sink: self.sink.connection(),
+            dead_letter: None,
+        }
     }
 
     pub fn has_dead_letter_sink(&self) -> bool {
@@ -103,12 +120,22 @@ impl Deliverer {
 
     /// Delivers `event` to the sink, or to the dead-letter sink when the sink
     /// refuses it or retries are exhausted.
-    pub async fn deliver(&self, event: Event, cancel: &CancellationToken) -> Outcome {
-        self.send(self.prepare(event), cancel).await
+    pub async fn deliver(
+        &self,
+        connections: &mut Connections,
+        event: Event,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        self.send(connections, self.prepare(event), cancel).await
     }
 
     /// Delivers a prepared event, as [`Deliverer::deliver`] does.
-    pub async fn send(&self, prepared: Prepared, cancel: &CancellationToken) -> Outcome {
+    pub async fn send(
+        &self,
+        connections: &mut Connections,
+        prepared: Prepared,
+        cancel: &CancellationToken,
+    ) -> Outcome {
         let started = Instant::now();
         let Prepared { id, request, spare } = prepared;
         let request = match request {
@@ -122,7 +149,7 @@ impl Deliverer {
                             status: None,
                             body: reason,
                         };
-                        self.dead_letter(event, failure, cancel).await
+                        self.dead_letter(connections, event, failure, cancel).await
                     }
                     None => Outcome::DeadLettered,
                 };
@@ -130,7 +157,10 @@ impl Deliverer {
         };
         let mut retry = 0u32;
         let failure = loop {
-            let attempt = self.sink.send_prepared(&request, self.policy.timeout).await;
+            let attempt = self
+                .sink
+                .send_prepared(&mut connections.sink, &request, self.policy.timeout)
+                .await;
             self.count_attempt(&attempt);
             match attempt {
                 Attempt::Acknowledged(_) => {
@@ -184,7 +214,7 @@ impl Deliverer {
             }
         };
         match spare {
-            Some(event) => self.dead_letter(event, failure, cancel).await,
+            Some(event) => self.dead_letter(connections, event, failure, cancel).await,
             // Unreachable: failures only leave the loop with a dead-letter sink.
             None => Outcome::Cancelled,
         }
@@ -193,11 +223,13 @@ impl Deliverer {
     /// Sends an event that could not even be built from its record.
     pub async fn dead_letter_malformed(
         &self,
+        connections: &mut Connections,
         event: Event,
         reason: &str,
         cancel: &CancellationToken,
     ) -> Outcome {
         self.dead_letter(
+            connections,
             event,
             Failure {
                 reason: DeadLetterReason::Malformed,
@@ -226,6 +258,7 @@ impl Deliverer {
 
     async fn dead_letter(
         &self,
+        connections: &mut Connections,
         mut event: Event,
         failure: Failure,
         cancel: &CancellationToken,
@@ -239,9 +272,14 @@ impl Deliverer {
             event.set_extension("knativeerrorcode", status.to_string());
         }
         event.set_extension("knativeerrordata", STANDARD.encode(failure.body.as_bytes()));
+        let connection = connections
+            .dead_letter
+            .get_or_insert_with(|| dead_letter.connection());
         let mut retry = 0u32;
         loop {
-            let attempt = dead_letter.send(event.clone(), self.policy.timeout).await;
+            let attempt = dead_letter
+                .send(connection, event.clone(), self.policy.timeout)
+                .await;
             match attempt {
                 Attempt::Acknowledged(_) => {
                     self.metrics

@@ -1,6 +1,8 @@
 //! From stream record to acknowledged CloudEvent: the event and its payload
 //! formats (pure), and delivery to the sink with retries and a dead-letter sink.
 
+pub mod binary;
+pub mod connection;
 pub mod deliverer;
 pub mod event;
 pub mod format;
@@ -10,7 +12,7 @@ pub mod overrides;
 pub mod policy;
 pub mod sink;
 
-pub use deliverer::{Deliverer, Outcome, Prepared};
+pub use deliverer::{Connections, Deliverer, Outcome, Prepared};
 pub use event::{EventError, EventFactory};
 pub use overrides::{CeOverrides, OverridesError};
 pub use policy::{BackoffPolicy, DeliveryPolicy, PolicyError};

@@ -7,15 +7,14 @@ use bytes::Bytes;
 use cloudevents::Event;
 use http::header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Method, StatusCode, Uri};
-use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use url::Url;
+
+use crate::binary::{self, ExtensionHeaders};
+use crate::connection::{Answer, Connection, Connector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -50,19 +49,16 @@ const BODY_LIMIT: usize = 1024;
 /// a refusing sink's is kept up to [`BODY_LIMIT`].
 const DRAIN_LIMIT: usize = 64 * 1024;
 
-/// The pooled HTTP/1.1 client (HTTPS through rustls) shared by the sink and
-/// the dead-letter sink.
+/// Builds what dials the sink and the dead-letter sink: TCP with TCP_NODELAY
+/// (events are small and each waits for its answer), and HTTPS through rustls
+/// with the public web roots plus `K_CA_CERTS`.
 ///
-/// hyper-util's client rather than reqwest's: on the throughput benchmark a
-/// bare reqwest loop spent about 15 us of CPU per POST against 7 us for the
-/// same loop on this client (reqwest adds a URL parse, redirect and retry
-/// state and header copies to every request), and delivery is most of the
-/// adapter's work. BENCHMARKS.md has the figures.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Builds the client: public web roots plus `K_CA_CERTS`, keep-alive for a
-/// minute, TCP_NODELAY (events are small and each waits for its answer).
-pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<HttpClient, SinkError> {
+/// Each shard task then keeps its own HTTP/1.1 connection
+/// ([`Connection`]) rather than sharing a client: reqwest spent about 15 us
+/// of CPU per POST on the throughput benchmark, hyper-util's pooled client 7
+/// us, and a connection driven by its shard's task less again (no pool, no
+/// hand-over to a connection task). BENCHMARKS.md has the figures.
+pub fn connector(extra_ca_pem: Option<&[u8]>) -> Result<Connector, SinkError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -96,10 +92,7 @@ pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<HttpClient, SinkError>
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+    Ok(https)
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -110,19 +103,6 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Reads an answer's body to its end by `deadline`: `None` when it is longer
-/// than [`DRAIN_LIMIT`], fails or comes late.
-async fn read_answer<B>(body: B, deadline: tokio::time::Instant) -> Option<Bytes>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    match tokio::time::timeout_at(deadline, Limited::new(body, DRAIN_LIMIT).collect()).await {
-        Ok(Ok(collected)) => Some(collected.to_bytes()),
-        _ => None,
-    }
 }
 
 /// An event encoded once as its request's headers and body (binary content
@@ -142,20 +122,22 @@ impl Encoded {
 /// A CloudEvents HTTP endpoint (binary content mode).
 #[derive(Debug, Clone)]
 pub struct Sink {
-    client: HttpClient,
+    connector: Connector,
     url: Url,
-    /// `url` as hyper takes it, parsed once.
+    /// `url` as hyper takes it, parsed once: to dial.
     target: Uri,
-    /// The `Host` header, set on each event when it is encoded: the client
-    /// would otherwise format it again for every request.
+    /// The request target: `url`'s path and query.
+    path: Uri,
+    /// The `Host` header, set on each event when it is encoded.
     host: HeaderValue,
+    extensions: Arc<ExtensionHeaders>,
 }
 
 static AGENT: HeaderValue =
     HeaderValue::from_static(concat!("dynamodb-source/", env!("CARGO_PKG_VERSION")));
 
 impl Sink {
-    pub fn new(client: HttpClient, url: Url) -> Result<Self, SinkError> {
+    pub fn new(connector: Connector, url: Url) -> Result<Self, SinkError> {
         let unusable = |reason: String| SinkError::Url {
             url: url.clone(),
             reason,
@@ -172,62 +154,74 @@ impl Sink {
             None => host.to_owned(),
         };
         let host = HeaderValue::try_from(host).map_err(|e| unusable(e.to_string()))?;
+        let path = target
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse::<Uri>()
+            .map_err(|e| unusable(e.to_string()))?;
         Ok(Sink {
-            client,
+            connector,
             url,
             target,
+            path,
             host,
+            extensions: Arc::default(),
         })
+    }
+
+    /// A connection of one task's own; it dials on first use.
+    pub fn connection(&self) -> Connection {
+        Connection::new(self.connector.clone(), self.target.clone())
     }
 
     pub fn url(&self) -> &Url {
         &self.url
     }
 
-    /// Encodes `event` as a request (binary content mode) with the official
-    /// SDK's HTTP binding, once, so that retries resend the same bytes.
+    /// Encodes `event` as a request (binary content mode), once, so that
+    /// retries resend the same bytes.
     pub fn prepare(&self, event: Event) -> Result<Encoded, String> {
-        let request = http::Request::<Option<Bytes>>::try_from(event)
+        let (mut headers, body) = binary::encode(event, &self.extensions)
             .map_err(|e| format!("the event could not be encoded: {e}"))?;
-        let (parts, body) = request.into_parts();
-        let mut headers = parts.headers;
         headers.insert(USER_AGENT, AGENT.clone());
         headers.insert(HOST, self.host.clone());
-        Ok(Encoded {
-            headers,
-            body: body.unwrap_or_default(),
-        })
+        Ok(Encoded { headers, body })
     }
 
-    pub async fn send(&self, event: Event, timeout: Duration) -> Attempt {
+    pub async fn send(
+        &self,
+        connection: &mut Connection,
+        event: Event,
+        timeout: Duration,
+    ) -> Attempt {
         match self.prepare(event) {
-            Ok(encoded) => self.send_prepared(&encoded, timeout).await,
+            Ok(encoded) => self.send_prepared(connection, &encoded, timeout).await,
             Err(body) => Attempt::Rejected { status: 0, body },
         }
     }
 
-    /// One attempt with an encoded event, answered within `timeout`.
-    pub async fn send_prepared(&self, encoded: &Encoded, timeout: Duration) -> Attempt {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// One attempt with an encoded event on `connection` (one of this sink's),
+    /// answered within `timeout`.
+    pub async fn send_prepared(
+        &self,
+        connection: &mut Connection,
+        encoded: &Encoded,
+        timeout: Duration,
+    ) -> Attempt {
         let mut request = http::Request::new(Full::new(encoded.body.clone()));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.target.clone();
+        *request.uri_mut() = self.path.clone();
         *request.headers_mut() = encoded.headers.clone();
-        let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
-            Ok(Ok(response)) => response,
+        // The answer is read to its end (an accepting sink's is usually empty)
+        // so that the connection can carry the next event.
+        let exchange = connection.exchange(request, DRAIN_LIMIT);
+        let Answer { head, body } = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
-                // Walk the chain: hyper's top-level message hides the cause.
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    reason.push_str(": ");
-                    reason.push_str(&cause.to_string());
-                    source = cause.source();
-                }
                 return Attempt::Retryable {
                     status: None,
                     retry_after: None,
-                    reason,
+                    reason: e.to_string(),
                 };
             }
             Err(_) => {
@@ -238,21 +232,16 @@ impl Sink {
                 };
             }
         };
-        let (parts, body) = response.into_parts();
-        let status = parts.status;
+        let status = head.status;
         if status.is_success() {
-            // Read the (usually empty) answer to its end so the connection
-            // goes back to the pool; the event is acknowledged either way.
-            read_answer(body, deadline).await;
             return Attempt::Acknowledged(status.as_u16());
         }
-        let retry_after = parts
+        let retry_after = head
             .headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut body = read_answer(body, deadline)
-            .await
+        let mut body = body
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .unwrap_or_default();
         body.truncate(body.floor_char_boundary(BODY_LIMIT));
@@ -280,9 +269,9 @@ mod tests {
 
     #[test]
     fn host_header_has_the_port_only_when_it_is_not_the_default() {
-        let client = http_client(None).expect("client");
+        let connector = connector(None).expect("connector");
         let host = |url: &str| {
-            let sink = Sink::new(client.clone(), url.parse().expect("url")).expect("sink");
+            let sink = Sink::new(connector.clone(), url.parse().expect("url")).expect("sink");
             use cloudevents::EventBuilder;
             let event = cloudevents::EventBuilderV10::new()
                 .id("1")
