@@ -16,14 +16,14 @@
 //! original source used) write it, so receivers see unchanged headers.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::RwLock;
 
 use bytes::Bytes;
 use cloudevents::Event;
-use cloudevents::event::AttributeValue;
-use cloudevents::event::{Data, ExtensionValue};
+use cloudevents::event::Data;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 static SPEC_VERSION: HeaderName = HeaderName::from_static("ce-specversion");
@@ -71,32 +71,27 @@ fn attribute_header(name: &str) -> Option<&'static HeaderName> {
     })
 }
 
-/// Appends `text` to `out` with every byte outside printable ASCII (and
-/// horizontal tab, space) percent-encoded.
-fn push_header_text(out: &mut Vec<u8>, text: &str) {
-    for &byte in text.as_bytes() {
-        if byte == b'\t' || (0x20..0x7f).contains(&byte) {
-            out.push(byte);
-        } else {
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
+/// Bytes a header value may hold as they are: printable ASCII, space and tab.
+fn printable(byte: u8) -> bool {
+    byte == b'\t' || (0x20..0x7f).contains(&byte)
 }
 
-/// Appends a value as the SDK renders it as text.
-fn push_value(out: &mut Vec<u8>, value: &dyn std::fmt::Display) {
+/// Appends `value` as the SDK renders it as text, any byte outside
+/// [`printable`] percent-encoded; returns where it went.
+fn push(out: &mut Vec<u8>, value: &dyn Display) -> Range<usize> {
     let start = out.len();
     // Writing to a Vec cannot fail.
     let _ = write!(out, "{value}");
-    if out[start..]
-        .iter()
-        .any(|b| !(*b == b'\t' || (0x20..0x7f).contains(b)))
-    {
-        let text = String::from_utf8_lossy(&out[start..]).into_owned();
-        out.truncate(start);
-        push_header_text(out, &text);
+    if !out[start..].iter().all(|&byte| printable(byte)) {
+        for byte in out.split_off(start) {
+            if printable(byte) {
+                out.push(byte);
+            } else {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
     }
+    start..out.len()
 }
 
 /// Encodes `event` as binary-mode headers and body.
@@ -107,23 +102,12 @@ pub fn encode(
     let mut values = Vec::with_capacity(512);
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(12);
     for (name, value) in event.iter_attributes() {
-        let Some(header) = attribute_header(name) else {
-            return Err(format!("unknown context attribute {name:?}"));
-        };
-        let start = values.len();
-        match &value {
-            AttributeValue::String(text) => push_header_text(&mut values, text),
-            other => push_value(&mut values, other),
-        }
-        fields.push((header.clone(), start..values.len()));
+        let header =
+            attribute_header(name).ok_or_else(|| format!("unknown context attribute {name:?}"))?;
+        fields.push((header.clone(), push(&mut values, &value)));
     }
     for (name, value) in event.iter_extensions() {
-        let start = values.len();
-        match value {
-            ExtensionValue::String(text) => push_header_text(&mut values, text),
-            other => push_value(&mut values, other),
-        }
-        fields.push((extensions.get(name)?, start..values.len()));
+        fields.push((extensions.get(name)?, push(&mut values, value)));
     }
     let values = Bytes::from(values);
     let mut headers = HeaderMap::with_capacity(fields.len() + 2);

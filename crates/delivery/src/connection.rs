@@ -113,6 +113,16 @@ enum Sent {
 }
 
 impl Sent {
+    /// The answer's head and the connection it came on; not being written is
+    /// then a failure like any other.
+    fn answered(self) -> Result<(Box<Open>, Response<Incoming>), ExchangeError> {
+        match self {
+            Sent::Answered(open, response) => Ok((open, response)),
+            Sent::Unsent(_, reason) => Err(ExchangeError::Send(reason)),
+            Sent::Failed(e) => Err(e),
+        }
+    }
+
     fn refused(mut failed: TrySendError<Request<Full<Bytes>>>) -> Sent {
         let reason = chain(failed.error());
         match failed.take_message() {
@@ -179,14 +189,10 @@ impl Connection {
             None => self.connect().await?,
         };
         let (mut open, response) = match open.send(request).await {
-            Sent::Answered(open, response) => (open, response),
-            Sent::Unsent(request, _) if !fresh => match self.connect().await?.send(request).await {
-                Sent::Answered(open, response) => (open, response),
-                Sent::Unsent(_, reason) => return Err(ExchangeError::Send(reason)),
-                Sent::Failed(e) => return Err(e),
-            },
-            Sent::Unsent(_, reason) => return Err(ExchangeError::Send(reason)),
-            Sent::Failed(e) => return Err(e),
+            Sent::Unsent(request, _) if !fresh => {
+                self.connect().await?.send(request).await.answered()?
+            }
+            sent => sent.answered()?,
         };
         let (head, body) = response.into_parts();
         let read = pin!(Limited::new(body, limit).collect());
