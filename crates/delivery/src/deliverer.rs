@@ -118,18 +118,8 @@ impl Deliverer {
         }
     }
 
-    /// Delivers `event` to the sink, or to the dead-letter sink when the sink
-    /// refuses it or retries are exhausted.
-    pub async fn deliver(
-        &self,
-        connections: &mut Connections,
-        event: Event,
-        cancel: &CancellationToken,
-    ) -> Outcome {
-        self.send(connections, self.prepare(event), cancel).await
-    }
-
-    /// Delivers a prepared event, as [`Deliverer::deliver`] does.
+    /// Delivers a prepared event to the sink, or to the dead-letter sink when
+    /// the sink refuses it or retries are exhausted.
     pub async fn send(
         &self,
         connections: &mut Connections,
