@@ -335,9 +335,10 @@ fn main() -> ExitCode {
     // One crypto backend for every TLS client in the process (kube, AWS).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    // The adapter's work is waiting on sockets: one thread avoids the
+    // The adapter's delivery is waiting on sockets: one thread avoids the
     // cross-thread wake-ups that cost it more CPU per event than the work
-    // itself (BENCHMARKS.md). The controller keeps a thread pool.
+    // itself (BENCHMARKS.md); reading has a thread of its own
+    // (`dynamodb_source_adapter::reading`). The controller keeps a thread pool.
     let mut builder = match cli.command {
         Command::Adapter(_) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),

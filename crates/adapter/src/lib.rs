@@ -7,6 +7,7 @@ pub mod configmap_store;
 pub mod events;
 pub mod ops;
 pub mod progress;
+pub mod reading;
 pub mod runtime;
 pub mod settings;
 pub mod supervisor;

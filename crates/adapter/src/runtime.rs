@@ -18,6 +18,7 @@ use url::Url;
 use crate::configmap_store::ConfigMapCheckpointStore;
 use crate::ops::Health;
 use crate::progress::{Progress, ProgressMetrics};
+use crate::reading::ReadingThread;
 use crate::settings::{CheckpointLocation, Config};
 use crate::supervisor::Supervisor;
 use crate::worker::Shared;
@@ -33,6 +34,8 @@ pub enum AdapterError {
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error("starting the reading thread: {0}")]
+    ReadingThread(std::io::Error),
 }
 
 /// Waits until something answers on the sink's host and port, so readiness
@@ -69,6 +72,8 @@ pub async fn run(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), AdapterError> {
+    // First, before anything can start another thread (see `reading`).
+    let reading = ReadingThread::start().map_err(AdapterError::ReadingThread)?;
     let mut registry = Registry::default();
     let stream_metrics = StreamMetrics::default();
     let delivery_metrics = DeliveryMetrics::default();
@@ -165,6 +170,7 @@ pub async fn run(
         delivery_metrics,
         idle_poll_max: config.idle_poll_max,
         events,
+        reading: reading.handle().clone(),
     });
 
     let writer_stop = CancellationToken::new();
@@ -195,6 +201,7 @@ pub async fn run(
     .await;
 
     probe.abort();
+    drop(reading);
     writer_stop.cancel();
     let _ = writer.await;
     let mut flushed = progress.flush().await;

@@ -120,10 +120,13 @@ impl Deliverer {
 
     /// Delivers a prepared event to the sink, or to the dead-letter sink when
     /// the sink refuses it or retries are exhausted.
+    ///
+    /// The event is borrowed: whoever prepared it frees it, on the thread
+    /// that allocated it (see the adapter's reading thread).
     pub async fn send(
         &self,
         connections: &mut Connections,
-        prepared: Prepared,
+        prepared: &Prepared,
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
@@ -137,9 +140,10 @@ impl Deliverer {
                         let failure = Failure {
                             reason: DeadLetterReason::Malformed,
                             status: None,
-                            body: reason,
+                            body: reason.clone(),
                         };
-                        self.dead_letter(connections, event, failure, cancel).await
+                        self.dead_letter(connections, event.clone(), failure, cancel)
+                            .await
                     }
                     None => Outcome::DeadLettered,
                 };
@@ -149,7 +153,7 @@ impl Deliverer {
         let failure = loop {
             let attempt = self
                 .sink
-                .send_prepared(&mut connections.sink, &request, self.policy.timeout)
+                .send_prepared(&mut connections.sink, request, self.policy.timeout)
                 .await;
             self.count_attempt(&attempt);
             match attempt {
@@ -204,7 +208,10 @@ impl Deliverer {
             }
         };
         match spare {
-            Some(event) => self.dead_letter(connections, event, failure, cancel).await,
+            Some(event) => {
+                self.dead_letter(connections, event.clone(), failure, cancel)
+                    .await
+            }
             // Unreachable: failures only leave the loop with a dead-letter sink.
             None => Outcome::Cancelled,
         }

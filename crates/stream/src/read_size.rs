@@ -4,9 +4,7 @@
 //! up to two batches (one being delivered, one read ahead). A fixed size per
 //! call makes memory grow with the number of shards read at once, so by
 //! default a budget of records is shared among them instead: one shard asks
-//! for 200 at a time, eight ask for 50 each (the floor). Smaller reads also
-//! keep each GetRecords parse short, which the single-threaded adapter
-//! otherwise pays between two deliveries (BENCHMARKS.md).
+//! for 200 at a time, eight ask for 50 each (the floor).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,8 +2,8 @@
 //! records.
 //!
 //! The SDK's own parse of a GetRecords answer cost 4-5 us per record (a
-//! sixth of the adapter's CPU) and ran as one piece per batch, which on the
-//! adapter's single thread held up delivery for a millisecond at a time. Here
+//! sixth of the adapter's CPU) and ran as one piece per batch, holding up
+//! everything else on its thread for a millisecond at a time. Here
 //! the page is split into one raw record each in a single pass, and each
 //! record is parsed on its own, when the reader gets to it.
 
