@@ -1,4 +1,5 @@
-//! The thread that reads shards ahead of delivery.
+//! The thread that talks to the Streams API: shard discovery and reading
+//! shards ahead of delivery.
 //!
 //! Delivery waits on the sink; reading (GetRecords, parsing, building and
 //! encoding events) is CPU work. On one thread, that work kept running after

@@ -186,7 +186,7 @@ pub async fn run(
     ));
 
     info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, "adapter started");
-    Supervisor {
+    let supervisor = Supervisor {
         client,
         arn: config.arn.clone(),
         starting_position: config.starting_position,
@@ -196,9 +196,18 @@ pub async fn run(
         read_size,
         discovery_interval: config.discovery_interval,
         shutdown_timeout: config.shutdown_timeout,
+        delivery: tokio::runtime::Handle::current(),
+    };
+    // Discovery runs on the reading thread too: a connection of the SDK's
+    // pool is driven by the runtime that opened it, so every call to the
+    // Streams API, discovery's and the readers', stays off this thread.
+    if let Err(e) = reading
+        .handle()
+        .spawn(supervisor.run(shutdown.clone()))
+        .await
+    {
+        error!(error = %e, "shard supervision ended abnormally");
     }
-    .run(shutdown.clone())
-    .await;
 
     probe.abort();
     drop(reading);

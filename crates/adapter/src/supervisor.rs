@@ -11,6 +11,7 @@ use dynamodb_source_stream::lineage::{self, Origin};
 use dynamodb_source_stream::{
     ReadSize, ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
 };
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,9 @@ pub struct Supervisor {
     pub read_size: ReadSize,
     pub discovery_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// Where shard tasks (delivery) run: the adapter's main thread, while
+    /// discovery and reading run on the reading thread.
+    pub delivery: Handle,
 }
 
 struct Running {
@@ -229,7 +233,7 @@ impl Supervisor {
             };
             let done = done.clone();
             let shard = assignment.shard.clone();
-            let handle = tokio::spawn(async move {
+            let handle = self.delivery.spawn(async move {
                 let exit = task.run().await;
                 let _ = done.send((shard, exit));
             });
