@@ -59,7 +59,7 @@ impl ReadingThread {
         })
     }
 
-    /// Where shard readers are spawned.
+    /// Where discovery and shard readers run.
     pub fn handle(&self) -> &Handle {
         &self.handle
     }

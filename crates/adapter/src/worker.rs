@@ -167,7 +167,8 @@ impl ShardTask {
         let read = shared.reading.spawn(read_ahead(
             reader,
             stream,
-            (batches, returned),
+            batches,
+            returned,
             shared.clone(),
             cancel.clone(),
         ));
@@ -204,10 +205,8 @@ impl Drop for AbortOnDrop {
 async fn read_ahead(
     mut reader: ShardReader,
     stream: StreamArn,
-    (batches, mut returned): (
-        mpsc::Sender<Result<Ready, ShardGone>>,
-        mpsc::UnboundedReceiver<Ready>,
-    ),
+    batches: mpsc::Sender<Result<Ready, ShardGone>>,
+    mut returned: mpsc::UnboundedReceiver<Ready>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
