@@ -16,7 +16,7 @@ use dynamodb_source_delivery::{
     Connections, Deliverer, EventError, EventFactory, Outcome, Prepared,
 };
 use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
-use dynamodb_source_stream::reader::ShardGone;
+use dynamodb_source_stream::reader::{self, ShardGone};
 use dynamodb_source_stream::{
     Batch, MalformedRecord, SequenceNumber, ShardId, ShardReader, StreamRecord,
 };
@@ -87,10 +87,6 @@ enum Item {
     Malformed(Box<MalformedRecord>),
 }
 
-/// Records prepared between two yields: on the reading thread, yields only
-/// keep the shards read there taking turns (32 records, about 0.3 ms).
-const PREPARE_SLICE: usize = 32;
-
 /// A batch turned into items, in read order.
 struct Ready {
     items: Vec<Item>,
@@ -113,7 +109,7 @@ impl Ready {
             .map(|t| t.as_secs_f64());
         let mut items = Vec::with_capacity(records.len());
         for (n, record) in records.into_iter().enumerate() {
-            if n % PREPARE_SLICE == PREPARE_SLICE - 1 {
+            if n % reader::TURN == reader::TURN - 1 {
                 tokio::task::yield_now().await;
             }
             items.push(match record {
