@@ -11,12 +11,13 @@
 //! frees what it allocated (see `worker::read_ahead`).
 //!
 //! glibc gives a thread an arena at its first allocation, a new one only
-//! while fewer than `MALLOC_ARENA_MAX` exist (the image and the controller's
-//! Deployments set 2). Two threads sharing an arena wait on its lock at every
-//! allocation: with eight shards that halved the gain of this thread. So the
-//! reading thread is started before anything else can start a thread (the
-//! blocking pool's threads come later and share), and builds its runtime
-//! itself, which takes the arena the main thread does not use.
+//! while fewer than `MALLOC_ARENA_MAX` exist (eight per core unless set;
+//! operators bounding glibc's memory set 2, and the benchmark does). Two
+//! threads sharing an arena wait on its lock at every allocation: with eight
+//! shards that halved the gain of this thread. So the reading thread is
+//! started before anything else can start a thread (the blocking pool's
+//! threads come later and share), and builds its runtime itself, which takes
+//! an arena the main thread does not use even when only two exist.
 
 use std::thread::JoinHandle;
 
