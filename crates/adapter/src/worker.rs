@@ -22,8 +22,8 @@ use dynamodb_source_stream::{
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info};
 
 use crate::progress::Progress;
@@ -169,7 +169,7 @@ impl ShardTask {
             cancel.clone(),
         ));
         // Whichever way delivery ends, reading for it stops too.
-        let _read = AbortOnDrop(read);
+        let _read = AbortOnDropHandle::new(read);
         let mut delivery = Delivery {
             shard,
             connections: shared.deliverer.connections(),
@@ -178,14 +178,6 @@ impl ShardTask {
             spent,
         };
         delivery.run(&mut ready).await
-    }
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
