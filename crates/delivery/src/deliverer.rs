@@ -269,14 +269,25 @@ impl Deliverer {
             event.set_extension("knativeerrorcode", status.to_string());
         }
         event.set_extension("knativeerrordata", STANDARD.encode(failure.body.as_bytes()));
+        let id = event.id().to_owned();
+        // Encoded once, as for the sink: every attempt sends the same bytes.
+        let encoded = dead_letter.prepare(event);
         let connection = connections
             .dead_letter
             .get_or_insert_with(|| dead_letter.connection());
         let mut retry = 0u32;
         loop {
-            let attempt = dead_letter
-                .send(connection, event.clone(), self.policy.timeout)
-                .await;
+            let attempt = match &encoded {
+                Ok(encoded) => {
+                    dead_letter
+                        .send_prepared(connection, encoded, self.policy.timeout)
+                        .await
+                }
+                Err(body) => Attempt::Rejected {
+                    status: 0,
+                    body: body.clone(),
+                },
+            };
             match attempt {
                 Attempt::Acknowledged(_) => {
                     self.metrics
@@ -286,7 +297,7 @@ impl Deliverer {
                         })
                         .inc();
                     self.metrics.event(EventResult::DeadLettered);
-                    warn!(id = event.id(), reason = ?failure.reason, "event sent to the dead-letter sink");
+                    warn!(id = id.as_str(), reason = ?failure.reason, "event sent to the dead-letter sink");
                     return Outcome::DeadLettered;
                 }
                 Attempt::Retryable {
@@ -295,14 +306,14 @@ impl Deliverer {
                     ..
                 } => {
                     retry = retry.saturating_add(1);
-                    error!(id = event.id(), retry, %reason, "the dead-letter sink failed; retrying");
+                    error!(id = id.as_str(), retry, %reason, "the dead-letter sink failed; retrying");
                     if !self.pause(retry, retry_after, cancel).await {
                         return Outcome::Cancelled;
                     }
                 }
                 Attempt::Rejected { status, body } => {
                     retry = retry.saturating_add(1);
-                    error!(id = event.id(), retry, status, %body, "the dead-letter sink rejected the event; retrying");
+                    error!(id = id.as_str(), retry, status, %body, "the dead-letter sink rejected the event; retrying");
                     if !self.pause(retry, None, cancel).await {
                         return Outcome::Cancelled;
                     }

@@ -188,18 +188,6 @@ impl Sink {
         Ok(Encoded { headers, body })
     }
 
-    pub async fn send(
-        &self,
-        connection: &mut Connection,
-        event: Event,
-        timeout: Duration,
-    ) -> Attempt {
-        match self.prepare(event) {
-            Ok(encoded) => self.send_prepared(connection, &encoded, timeout).await,
-            Err(body) => Attempt::Rejected { status: 0, body },
-        }
-    }
-
     /// One attempt with an encoded event on `connection` (one of this sink's),
     /// answered within `timeout`.
     pub async fn send_prepared(
