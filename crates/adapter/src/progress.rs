@@ -109,8 +109,8 @@ impl Progress {
     }
 
     /// Asks the writer to save what was staged. Shard tasks call it once per
-    /// batch rather than per record: saves stay cheap, and a crash repeats at
-    /// most the batch that was in flight.
+    /// batch rather than per record, and the writer saves at most once per
+    /// interval: a crash repeats what was acknowledged since the last save.
     pub fn commit(&self) {
         self.changed.notify_one();
     }

@@ -301,7 +301,8 @@ impl Delivery {
                     return ShardExit::Cancelled;
                 }
             }
-            // One save per batch: a crash repeats at most the batch in flight.
+            // A save per batch at most (the writer keeps them an interval
+            // apart): a crash repeats what was acknowledged since the last one.
             self.shared.progress.commit();
             let end_of_shard = batch.end_of_shard;
             // Reading stops only after delivery has, so this fails only at the end.
