@@ -189,6 +189,9 @@ struct AdapterArgs {
     /// ISO-8601 timeout of one delivery attempt [default: PT30S].
     #[arg(long, env = "DELIVERY_TIMEOUT", hide_env_values = true)]
     delivery_timeout: Option<String>,
+    /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
+    #[arg(long, env = "DELIVERY_PARALLELISM", hide_env_values = true)]
+    delivery_parallelism: Option<String>,
     /// Where events the sink refuses, or that exhaust their retries, are sent.
     #[arg(
         long = "dead-letter-sink",
@@ -205,7 +208,7 @@ struct AdapterArgs {
     /// json or text [default: json]. Levels come from RUST_LOG.
     #[arg(long, env = "LOG_FORMAT", hide_env_values = true)]
     log_format: Option<String>,
-    /// Shards read at once [default: 64].
+    /// No longer used: every readable shard is read (accepted so older Deployments start).
     #[arg(long, env = "MAX_SHARDS", hide_env_values = true)]
     max_shards: Option<String>,
     /// ISO-8601 longest pause between reads of an idle shard, the most latency it adds [default: PT1S].
@@ -247,6 +250,7 @@ impl From<AdapterArgs> for RawSettings {
             delivery_backoff_policy: a.delivery_backoff_policy,
             delivery_backoff_delay: a.delivery_backoff_delay,
             delivery_timeout: a.delivery_timeout,
+            delivery_parallelism: a.delivery_parallelism,
             k_dead_letter_sink: a.k_dead_letter_sink,
             k_ca_certs: a.k_ca_certs,
             metrics_port: a.metrics_port,

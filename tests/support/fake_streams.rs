@@ -10,7 +10,10 @@
 //! a mock of its own client.
 //!
 //! A test scripts the stream (tables, streams, shards with parents, records,
-//! closing, splitting, trimming), queues faults per operation, and reads back
+//! closing, splitting, trimming), queues faults per operation, scripts the
+//! answers a real service gives now and then without an error (a shard missing
+//! from DescribeStream, a listing with no shard, a GetRecords answer without
+//! `NextShardIterator` on an open shard, a malformed record), and reads back
 //! what the adapter asked for: calls per operation, iterator requests, the
 //! order in which shards were first read, and shards read before their parent
 //! had been read to its end.
@@ -300,6 +303,18 @@ struct Service {
     iterator_requests: Vec<IteratorRequest>,
     first_reads: Vec<String>,
     read_before_parent_end: Vec<String>,
+    /// Shard to how many more DescribeStream answers leave it out. The
+    /// service's DescribeStream is eventually consistent: a shard that exists,
+    /// and may be being read, is sometimes missing from an answer.
+    hidden: HashMap<String, usize>,
+    /// How many more DescribeStream answers list no shard at all (status
+    /// ENABLED), as an eventually consistent answer can.
+    empty_describes: usize,
+    /// Shard to how many more GetRecords answers on it leave out
+    /// `NextShardIterator` although the shard is open: the service's
+    /// documentation says a null iterator means a closed shard read to its end,
+    /// and a reader that trusts that alone gives up on a shard still written to.
+    dropped_iterators: HashMap<String, usize>,
 }
 
 fn unix_now() -> u64 {
@@ -362,32 +377,41 @@ impl Service {
     }
 
     fn append(&mut self, shard: &str, changes: Vec<Change>) -> Vec<Written> {
+        changes
+            .into_iter()
+            .map(|change| self.append_one(shard, change, |_| {}))
+            .collect()
+    }
+
+    /// Appends one record; `edit` may change its JSON as GetRecords serves it.
+    fn append_one(
+        &mut self,
+        shard: &str,
+        change: Change,
+        edit: impl FnOnce(&mut Value),
+    ) -> Written {
         assert!(
             self.shard_mut(shard).end.is_none(),
             "shard {shard} is closed: it takes no new records"
         );
-        let mut written = Vec::with_capacity(changes.len());
-        for change in changes {
-            let sequence = self.sequence();
-            let id = self.id();
-            let event_id = format!("{:016x}{:016x}", id, id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let json = self
-                .record_json(&event_id, &change, sequence, unix_now())
-                .to_string();
-            let record = Written {
-                shard: shard.to_owned(),
-                event_id,
-                sequence_number: sequence_string(sequence),
-                key: change.key,
-            };
-            written.push(record.clone());
-            self.shard_mut(shard).records.push(StoredRecord {
-                sequence,
-                written: record,
-                json,
-            });
-        }
-        written
+        let sequence = self.sequence();
+        let id = self.id();
+        let event_id = format!("{:016x}{:016x}", id, id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut json = self.record_json(&event_id, &change, sequence, unix_now());
+        edit(&mut json);
+        let record = Written {
+            shard: shard.to_owned(),
+            // What the served record says, which an edit may have removed.
+            event_id: json["eventID"].as_str().unwrap_or_default().to_owned(),
+            sequence_number: sequence_string(sequence),
+            key: change.key,
+        };
+        self.shard_mut(shard).records.push(StoredRecord {
+            sequence,
+            written: record.clone(),
+            json: json.to_string(),
+        });
+        record
     }
 
     fn close(&mut self, shard: &str) {
@@ -505,6 +529,16 @@ impl Service {
                 "Requested resource not found: Stream: {arn} not found"
             ))
         })?;
+        // Every answer about this stream counts against the scripted omissions.
+        let empty = self.empty_describes > 0;
+        self.empty_describes = self.empty_describes.saturating_sub(1);
+        let mut hidden = HashSet::new();
+        for (shard, left) in &mut self.hidden {
+            if *left > 0 && stream.shards.contains(shard) {
+                *left -= 1;
+                hidden.insert(shard.as_str());
+            }
+        }
         let limit = input["Limit"]
             .as_u64()
             .map_or(MAX_SHARDS_PER_PAGE, |l| {
@@ -515,6 +549,8 @@ impl Service {
         let rest: Vec<&String> = stream
             .shards
             .iter()
+            .filter(|_| !empty)
+            .filter(|id| !hidden.contains(id.as_str()))
             .filter(|id| start.is_none_or(|s| id.as_str() > s))
             .collect();
         let shards: Vec<Value> = rest
@@ -654,9 +690,15 @@ impl Service {
         if !self.first_reads.contains(&id) {
             self.first_reads.push(id.clone());
         }
+        let dropped = self
+            .dropped_iterators
+            .get_mut(&id)
+            .filter(|left| **left > 0)
+            .map(|left| *left -= 1)
+            .is_some();
         if at_end {
             self.shard_mut(&id).end_served = true;
-        } else {
+        } else if !dropped {
             let serial = self.id();
             out.push_str(",\"NextShardIterator\":");
             out.push_str(&json!(encode_iterator(&id, last, serial)).to_string());
@@ -802,6 +844,9 @@ impl FakeStreamsBuilder {
             iterator_requests: Vec::new(),
             first_reads: Vec::new(),
             read_before_parent_end: Vec::new(),
+            hidden: HashMap::new(),
+            empty_describes: 0,
+            dropped_iterators: HashMap::new(),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -890,6 +935,21 @@ impl FakeStreams {
         self.lock().append(shard, changes.into_iter().collect())
     }
 
+    /// Appends one record to an open shard after `edit` changed its JSON as
+    /// GetRecords will serve it, e.g. to leave out `Keys`, or `eventID` and
+    /// `dynamodb.SequenceNumber` for a malformed record. The fake still places
+    /// it at a sequence number of its own (the returned `sequence_number`),
+    /// so iterators move past it; the returned `event_id` is what the served
+    /// record carries (empty when the edit removed it).
+    pub fn append_edited(
+        &self,
+        shard: &str,
+        change: Change,
+        edit: impl FnOnce(&mut Value),
+    ) -> Written {
+        self.lock().append_one(shard, change, edit)
+    }
+
     /// Closes a shard: it gets an ending sequence number and takes no records.
     pub fn close(&self, shard: &str) {
         self.lock().close(shard);
@@ -949,6 +1009,52 @@ impl FakeStreams {
         self.lock()
             .windows
             .push((op, Instant::now() + period, fault));
+    }
+
+    /// Leaves `shard` out of the next `n` DescribeStream answers about its
+    /// stream (faults do not count), though it exists and may be being read:
+    /// the service's DescribeStream is eventually consistent.
+    pub fn hide_from_describe(&self, shard: &str, n: usize) {
+        let mut state = self.lock();
+        state.shard_mut(shard);
+        *state.hidden.entry(shard.to_owned()).or_default() += n;
+    }
+
+    /// DescribeStream answers `shard` is still to be left out of.
+    pub fn hidden_from_describe(&self, shard: &str) -> usize {
+        self.lock().hidden.get(shard).copied().unwrap_or_default()
+    }
+
+    /// The next `n` DescribeStream answers (faults do not count) say the
+    /// stream is ENABLED and list no shard, as an eventually consistent
+    /// answer can: nothing is gone, it is just not listed this time.
+    pub fn describe_empty(&self, n: usize) {
+        self.lock().empty_describes += n;
+    }
+
+    /// Empty DescribeStream answers still to come.
+    pub fn pending_empty_describes(&self) -> usize {
+        self.lock().empty_describes
+    }
+
+    /// The next `n` GetRecords answers on `shard` (faults do not count) carry
+    /// no `NextShardIterator` even though the shard is open and not read to
+    /// its end; the records they hold are served as usual. A reader must not
+    /// take such an answer alone for the end of a shard that DescribeStream
+    /// lists without an ending sequence number.
+    pub fn drop_next_iterator(&self, shard: &str, n: usize) {
+        let mut state = self.lock();
+        state.shard_mut(shard);
+        *state.dropped_iterators.entry(shard.to_owned()).or_default() += n;
+    }
+
+    /// GetRecords answers on `shard` still to come without a next iterator.
+    pub fn pending_dropped_iterators(&self, shard: &str) -> usize {
+        self.lock()
+            .dropped_iterators
+            .get(shard)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Queued faults of `op` not answered yet.

@@ -11,6 +11,7 @@ pub mod reading;
 pub mod runtime;
 pub mod settings;
 pub mod supervisor;
+mod window;
 pub mod worker;
 
 pub use runtime::{AdapterError, run};

@@ -141,8 +141,24 @@ impl Progress {
         self.update(|c| c.shards.extend(entries));
     }
 
-    pub fn retain_shards(&self, listed: impl Fn(&ShardId) -> bool) {
-        self.update(|c| c.retain_shards(listed));
+    /// Forgets a shard the API says is gone; its children no longer wait.
+    pub fn forget(&self, shard: &ShardId) {
+        self.update(|c| c.forget(shard));
+    }
+
+    /// Notes which shards one DescribeStream answer listed (see
+    /// [`Checkpoint::note_listing`]); saved only when that changed something.
+    pub fn note_listing(&self, listed: impl Fn(&ShardId) -> bool, now: i64) {
+        let mut state = self.lock();
+        let changed = state
+            .checkpoint
+            .as_mut()
+            .is_some_and(|checkpoint| checkpoint.note_listing(listed, now));
+        if changed {
+            state.generation += 1;
+            drop(state);
+            self.commit();
+        }
     }
 
     /// Saves the newest state if it changed since the last save.

@@ -8,8 +8,9 @@ use dynamodb_source_delivery::metrics::DeliveryMetrics;
 use dynamodb_source_delivery::sink::{self, Sink};
 use dynamodb_source_delivery::{Deliverer, EventFactory};
 use dynamodb_source_stream::checkpoint::{CheckpointError, CheckpointStore};
+use dynamodb_source_stream::held::DEFAULT_RECORDS_HELD;
 use dynamodb_source_stream::metrics::StreamMetrics;
-use dynamodb_source_stream::{FileCheckpointStore, ReadSize, StreamClient};
+use dynamodb_source_stream::{FileCheckpointStore, ReadSize, RecordsHeld, StreamClient};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -41,6 +42,7 @@ pub enum AdapterError {
 /// Waits until something answers on the sink's host and port, so readiness
 /// means events can flow; a TCP connection is enough and sends nothing.
 async fn probe_sink(url: Url, health: Arc<Health>, stop: CancellationToken) {
+    // `url` has no userinfo (see `Endpoint`): safe to log.
     let Some(host) = url.host_str().map(str::to_owned) else {
         return;
     };
@@ -131,7 +133,7 @@ pub async fn run(
         config
             .dead_letter_sink
             .clone()
-            .map(|url| Sink::new(connector.clone(), url))
+            .map(|endpoint| Sink::new(connector.clone(), endpoint))
             .transpose()?,
         config.delivery.clone(),
         delivery_metrics.clone(),
@@ -171,6 +173,8 @@ pub async fn run(
         idle_poll_max: config.idle_poll_max,
         events,
         reading: reading.handle().clone(),
+        parallelism: config.parallelism,
+        held: RecordsHeld::new(DEFAULT_RECORDS_HELD),
     });
 
     let writer_stop = CancellationToken::new();
@@ -180,23 +184,29 @@ pub async fn run(
         tokio::spawn(async move { progress.write_loop(stop).await })
     };
     let probe = tokio::spawn(probe_sink(
-        config.sink.clone(),
+        config.sink.url().clone(),
         health.clone(),
         shutdown.clone(),
     ));
 
-    info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, "adapter started");
+    if let Some(max_shards) = config.max_shards {
+        warn!(
+            max_shards,
+            "MAX_SHARDS is no longer used and is ignored: every readable shard is read, and memory is bounded by the records held"
+        );
+    }
+    info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, parallelism = config.parallelism, "adapter started");
     let supervisor = Supervisor {
         client,
         arn: config.arn.clone(),
         starting_position: config.starting_position,
         shared,
         health,
-        max_shards: config.max_shards,
         read_size,
         discovery_interval: config.discovery_interval,
         shutdown_timeout: config.shutdown_timeout,
         delivery: tokio::runtime::Handle::current(),
+        listing: Arc::default(),
     };
     // Discovery runs on the reading thread too: a connection of the SDK's
     // pool is driven by the runtime that opened it, so every call to the

@@ -6,10 +6,20 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dynamodb_source_api::{EventNameFilter, PayloadFormat, SourceArn, StartingPosition};
-use dynamodb_source_delivery::CeOverrides;
+use dynamodb_source_api::{
+    EventNameFilter, PayloadFormat, SourceArn, StartingPosition, secret_url,
+};
 use dynamodb_source_delivery::policy::{self, BackoffPolicy, DeliveryPolicy};
+use dynamodb_source_delivery::{CeOverrides, Endpoint};
 use url::Url;
+
+/// Events in flight per shard by default: a DynamoDB partition takes up to
+/// 1,000 writes a second, and a sink that answers in 10 ms then needs ten
+/// sends in flight; twice that leaves room for slower answers and for items
+/// written in bursts.
+pub const DEFAULT_PARALLELISM: usize = 20;
+/// The most `DELIVERY_PARALLELISM` accepts, as the CRD does.
+pub const MAX_PARALLELISM: usize = 1000;
 
 /// One setting that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +58,7 @@ pub struct RawSettings {
     pub delivery_backoff_policy: Option<String>,
     pub delivery_backoff_delay: Option<String>,
     pub delivery_timeout: Option<String>,
+    pub delivery_parallelism: Option<String>,
     pub k_dead_letter_sink: Option<String>,
     pub k_ca_certs: Option<String>,
     pub metrics_port: Option<String>,
@@ -80,7 +91,8 @@ pub enum CheckpointLocation {
 /// The adapter's configuration, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub sink: Url,
+    /// The sink; userinfo in `K_SINK` became its Basic authorization.
+    pub sink: Endpoint,
     pub arn: SourceArn,
     pub region: String,
     pub endpoint: Option<Url>,
@@ -91,12 +103,17 @@ pub struct Config {
     pub event_names: EventNameFilter,
     pub overrides: CeOverrides,
     pub delivery: DeliveryPolicy,
-    pub dead_letter_sink: Option<Url>,
+    pub dead_letter_sink: Option<Endpoint>,
+    /// The most events in flight per shard; records of one item key are
+    /// always sent one after another.
+    pub parallelism: usize,
     pub ca_certs: Option<Vec<u8>>,
     pub metrics_addr: SocketAddr,
     pub log_format: LogFormat,
-    /// Shards read at once by this process.
-    pub max_shards: usize,
+    /// `MAX_SHARDS`, no longer used: every readable shard is read, and
+    /// memory is bounded by the records held instead. Kept so that older
+    /// Deployments still start; the adapter warns when it is set.
+    pub max_shards: Option<usize>,
     /// The longest wait between two reads of an idle shard: the worst added latency.
     pub idle_poll_max: Duration,
     /// How long shutdown waits for in-flight deliveries before abandoning them.
@@ -117,14 +134,19 @@ fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+fn sink_endpoint(setting: &'static str, value: &str) -> Result<Endpoint, SettingError> {
+    Endpoint::parse(value).map_err(|e| invalid(setting, e))
+}
+
 fn http_url(setting: &'static str, value: &str) -> Result<Url, SettingError> {
+    let shown = secret_url::redact_text(value);
     let url =
-        Url::parse(value).map_err(|e| invalid(setting, format!("{value:?} is not a URL: {e}")))?;
+        Url::parse(value).map_err(|e| invalid(setting, format!("{shown:?} is not a URL: {e}")))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err(invalid(
             setting,
-            format!("{value:?} is not an http(s) URL with a host"),
+            format!("{shown:?} is not an http(s) URL with a host"),
         )),
     }
 }
@@ -233,7 +255,7 @@ impl Config {
     pub fn from_raw(raw: &RawSettings) -> Result<Config, SettingError> {
         let sink = present(&raw.k_sink)
             .ok_or_else(|| invalid("K_SINK", "missing: the URL events are sent to"))
-            .and_then(|v| http_url("K_SINK", v))?;
+            .and_then(|v| sink_endpoint("K_SINK", v))?;
         let arn: SourceArn = present(&raw.arn)
             .ok_or_else(|| invalid("ARN", "missing: the DynamoDB table ARN"))?
             .parse()
@@ -304,7 +326,7 @@ impl Config {
             }
         }
         let dead_letter_sink = present(&raw.k_dead_letter_sink)
-            .map(|v| http_url("K_DEAD_LETTER_SINK", v))
+            .map(|v| sink_endpoint("K_DEAD_LETTER_SINK", v))
             .transpose()?;
         let ca_certs = present(&raw.k_ca_certs)
             .map(|pem| {
@@ -347,8 +369,17 @@ impl Config {
                     format!("{v:?} is not a positive whole number"),
                 )),
             })
+            .transpose()?;
+        let parallelism = present(&raw.delivery_parallelism)
+            .map(|v| match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n),
+                _ => Err(invalid(
+                    "DELIVERY_PARALLELISM",
+                    format!("{v:?} is not a whole number from 1 to {MAX_PARALLELISM}"),
+                )),
+            })
             .transpose()?
-            .unwrap_or(64);
+            .unwrap_or(DEFAULT_PARALLELISM);
         let idle_poll_max = present(&raw.idle_poll_max)
             .map(|v| duration("IDLE_POLL_MAX", v))
             .transpose()?
@@ -383,6 +414,7 @@ impl Config {
             overrides,
             delivery,
             dead_letter_sink,
+            parallelism,
             ca_certs,
             metrics_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, metrics_port)),
             log_format,

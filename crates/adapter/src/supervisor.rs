@@ -1,15 +1,19 @@
 //! Finds the table's stream and its shards, and keeps one task running per
-//! readable shard: parents before children, at most `max_shards` at once.
+//! readable shard, parents before children. Every shard the lineage allows
+//! is read at once: none waits for another to close (an open shard may stay
+//! open for hours). Memory is bounded by the records held
+//! ([`dynamodb_source_stream::RecordsHeld`]), not by how many shards there are.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
 use dynamodb_source_stream::checkpoint::Checkpoint;
 use dynamodb_source_stream::lineage::{self, Origin};
 use dynamodb_source_stream::{
-    ReadSize, ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
+    Listing, ReadSize, ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -26,7 +30,6 @@ pub struct Supervisor {
     pub starting_position: StartingPosition,
     pub shared: Arc<Shared>,
     pub health: Arc<Health>,
-    pub max_shards: usize,
     /// What each GetRecords call asks for, shared by the shards being read.
     pub read_size: ReadSize,
     pub discovery_interval: Duration,
@@ -34,11 +37,35 @@ pub struct Supervisor {
     /// Where shard tasks (delivery) run: the adapter's main thread, while
     /// discovery and reading run on the reading thread.
     pub delivery: Handle,
+    /// The newest listing, which readers consult when a shard seems to end.
+    pub listing: Arc<Listing>,
 }
 
 struct Running {
     handle: JoinHandle<()>,
 }
+
+/// The shards started by the first discovery that do not hold their
+/// starting position yet; readiness waits until none is left.
+struct FirstPositions {
+    pending: AtomicUsize,
+    health: Arc<Health>,
+}
+
+/// Dropped by a shard's reader once its first iterator is held.
+struct PositionHeld(Arc<FirstPositions>);
+
+impl Drop for PositionHeld {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            info!("every shard holds its starting position");
+            self.0.health.positions_held();
+        }
+    }
+}
+
+/// The shortest time between two discoveries that readers asked for.
+const REQUESTED_DISCOVERY_GAP: Duration = Duration::from_secs(1);
 
 fn now_unix() -> i64 {
     SystemTime::now()
@@ -58,12 +85,14 @@ impl Supervisor {
             None => Origin::FirstStart(self.starting_position),
         };
         let mut failures = 0u32;
+        let mut first = true;
         while !cancel.is_cancelled() {
             let wait = match self
-                .discover(&mut origin, &mut running, &done_tx, &cancel)
+                .discover(&mut origin, &mut running, &done_tx, &cancel, first)
                 .await
             {
                 Ok(()) => {
+                    first = false;
                     failures = 0;
                     self.discovery_interval
                 }
@@ -76,18 +105,28 @@ impl Supervisor {
                     wait
                 }
             };
+            let ended = |running: &mut HashMap<ShardId, Running>, shard: ShardId, exit| {
+                running.remove(&shard);
+                if let ShardExit::Gone(reason) = exit {
+                    // ResourceNotFound for the shard itself: proven gone, so
+                    // its progress is forgotten and its children go ahead.
+                    warn!(shard = %shard, %reason, "shard is gone; its children no longer wait for it");
+                    self.shared.progress.forget(&shard);
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some((shard, exit)) = done_rx.recv() => {
-                    running.remove(&shard);
-                    match exit {
-                        ShardExit::Finished => {}
-                        ShardExit::Gone(reason) => warn!(shard = %shard, %reason, "shard is gone"),
-                        ShardExit::Cancelled => {}
-                    }
+                    ended(&mut running, shard, exit);
                     // Drain whatever else finished so one rediscovery covers them.
-                    while let Ok((shard, _)) = done_rx.try_recv() {
-                        running.remove(&shard);
+                    while let Ok((shard, exit)) = done_rx.try_recv() {
+                        ended(&mut running, shard, exit);
+                    }
+                }
+                _ = self.listing.requested() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(REQUESTED_DISCOVERY_GAP) => {}
+                        _ = cancel.cancelled() => break,
                     }
                 }
                 _ = cancel.cancelled() => break,
@@ -180,6 +219,7 @@ impl Supervisor {
         running: &mut HashMap<ShardId, Running>,
         done: &mpsc::UnboundedSender<(ShardId, ShardExit)>,
         cancel: &CancellationToken,
+        first: bool,
     ) -> Result<(), String> {
         let chosen = self
             .choose_stream(origin)
@@ -207,37 +247,53 @@ impl Supervisor {
         let Some(checkpoint) = self.shared.progress.snapshot() else {
             return Ok(());
         };
-        let listed: HashSet<ShardId> = info.shards.iter().map(|s| s.id.clone()).collect();
-        self.shared.progress.retain_shards(|id| listed.contains(id));
+        self.listing.update(&info.shards);
+        let listed: HashSet<&ShardId> = info.shards.iter().map(|s| &s.id).collect();
+        self.shared
+            .progress
+            .note_listing(|id| listed.contains(id), now_unix());
         let busy: HashSet<ShardId> = running.keys().cloned().collect();
         let plan = lineage::plan(&info.shards, &checkpoint, &busy, *origin, now_unix());
         self.shared.progress.record(plan.record);
         *origin = Origin::Resumed;
 
-        let free = self.max_shards.saturating_sub(running.len());
-        for assignment in plan.start.into_iter().take(free) {
+        let positions = first.then(|| {
+            Arc::new(FirstPositions {
+                // One more than the shards, released below once all started.
+                pending: AtomicUsize::new(plan.start.len() + 1),
+                health: self.health.clone(),
+            })
+        });
+        for assignment in plan.start {
             info!(shard = %assignment.shard, start = ?assignment.start, "reading shard");
+            let shard = assignment.shard.clone();
+            let mut reader = ShardReader::new(
+                self.client.clone(),
+                stream.clone(),
+                assignment,
+                self.shared.stream_metrics.clone(),
+                &self.read_size,
+                self.listing.clone(),
+            );
+            if let Some(positions) = &positions {
+                reader = reader.with_position_guard(Box::new(PositionHeld(positions.clone())));
+            }
             let task = ShardTask {
-                reader: ShardReader::new(
-                    self.client.clone(),
-                    stream.clone(),
-                    assignment.shard.clone(),
-                    assignment.start,
-                    assignment.skip_created_before,
-                    self.shared.stream_metrics.clone(),
-                    &self.read_size,
-                ),
+                reader,
                 stream: stream.clone(),
                 shared: self.shared.clone(),
                 cancel: cancel.child_token(),
             };
             let done = done.clone();
-            let shard = assignment.shard.clone();
+            let id = shard.clone();
             let handle = self.delivery.spawn(async move {
                 let exit = task.run().await;
-                let _ = done.send((shard, exit));
+                let _ = done.send((id, exit));
             });
-            running.insert(assignment.shard, Running { handle });
+            running.insert(shard, Running { handle });
+        }
+        if let Some(positions) = positions {
+            drop(PositionHeld(positions));
         }
         Ok(())
     }

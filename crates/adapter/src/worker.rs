@@ -1,25 +1,32 @@
-//! One shard's task: read a batch, deliver its records in order, record
-//! progress, repeat until the shard ends, disappears or shutdown comes.
+//! One shard's task: read batches, deliver their records, record progress,
+//! until the shard ends, disappears or shutdown comes.
 //!
 //! Two stages per shard: one reads the next batch and turns it into encoded
 //! requests on the reading thread ([`crate::reading`]) while the other
-//! delivers the current one on the adapter's main thread. Order is kept
-//! (batches pass through in read order) and only delivery touches the
-//! checkpoint.
+//! delivers on the adapter's main thread. Delivery sends the records of
+//! different items at the same time, up to the shard's parallelism, and the
+//! records of one item one after another in stream order ([`Window`]); only
+//! delivery touches the checkpoint, and it never passes an unsettled record.
 
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use cloudevents::AttributesReader;
 use dynamodb_source_api::{EventNameFilter, StreamArn};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
 use dynamodb_source_delivery::{
-    Connections, Deliverer, EventError, EventFactory, Outcome, Prepared,
+    Connections, Deliverer, EventError, EventFactory, Outcome, Pacing, Prepared,
 };
 use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
 use dynamodb_source_stream::reader::{self, ShardGone};
 use dynamodb_source_stream::{
-    Batch, MalformedRecord, SequenceNumber, ShardId, ShardReader, StreamRecord,
+    Batch, Held, MalformedRecord, RecordsHeld, SequenceNumber, ShardId, ShardReader, StreamRecord,
 };
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +34,19 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{error, info};
 
 use crate::progress::Progress;
+use crate::window::Window;
+
+/// Records a shard holds between the oldest unsettled one and the newest
+/// read, settled or not; when the window is full the shard stops reading.
+/// It bounds how far other keys run ahead of one whose record is retried.
+const WINDOW: usize = 1000;
+
+/// An idle connection to the sink is closed after this long unused.
+const IDLE_CONNECTION: Duration = Duration::from_secs(30);
+
+/// Delivered records go back to the reading thread to be freed in groups
+/// of this many.
+const SPENT_GROUP: usize = 64;
 
 /// Why a shard task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +72,10 @@ pub struct Shared {
     pub events: Option<crate::events::SourceEvents>,
     /// The runtime of the reading thread ([`crate::reading`]).
     pub reading: Handle,
+    /// Events in flight per shard at most.
+    pub parallelism: usize,
+    /// Records held by all shards together.
+    pub held: RecordsHeld,
 }
 
 pub struct ShardTask {
@@ -61,24 +85,27 @@ pub struct ShardTask {
     pub cancel: CancellationToken,
 }
 
-enum Step {
-    Continue,
-    Stop,
+/// One record of a batch, as delivery takes it.
+struct Entry {
+    /// Where the checkpoint may move once it is settled; a malformed record
+    /// may have none.
+    sequence: Option<SequenceNumber>,
+    /// The item key's hash: records with equal keys are sent in order. `None`
+    /// for records that order with nothing (malformed ones).
+    key: Option<u64>,
+    work: Work,
 }
 
-/// What delivery does with one record of a batch.
-// Nearly every item is `Send`: boxing it would cost an allocation per event.
+/// What delivery does with one record.
+// Nearly every record is `Send`: boxing it would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
-enum Item {
+enum Work {
     /// Ready to send.
-    Send {
-        sequence: SequenceNumber,
-        event: Prepared,
-    },
+    Send(Prepared),
     /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
-    Skip(SequenceNumber),
+    Skip,
     /// Checkpointed past without delivery: `EVENT_NAMES` leaves it out.
-    Filtered(SequenceNumber),
+    Filtered,
     /// A record whose event could not be built.
     Unbuildable {
         record: Box<StreamRecord>,
@@ -87,19 +114,29 @@ enum Item {
     Malformed(Box<MalformedRecord>),
 }
 
+/// The key of a record's item, from its rendered `subject` (the item key);
+/// records without one share a key, so they keep their order too.
+fn key_of(subject: Option<&str>) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    subject.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A batch turned into items, in read order.
 struct Ready {
-    items: Vec<Item>,
+    items: Vec<Entry>,
     end_of_shard: bool,
     trimmed: Option<String>,
     /// When the newest record of the batch was written, for the iterator age.
     newest: Option<f64>,
+    /// Permits for the batch's records.
+    held: Held,
 }
 
 impl Ready {
     /// Each record is dropped as soon as its request is built, so a batch is
     /// not held twice.
-    async fn prepare(mut batch: Batch, shared: &Shared, stream: &StreamArn) -> Ready {
+    async fn prepare(mut batch: Batch, held: Held, shared: &Shared, stream: &StreamArn) -> Ready {
         let records = std::mem::take(&mut batch.records);
         let newest = records
             .iter()
@@ -113,21 +150,38 @@ impl Ready {
                 tokio::task::yield_now().await;
             }
             items.push(match record {
-                Err(malformed) => Item::Malformed(Box::new(malformed)),
+                Err(malformed) => Entry {
+                    sequence: malformed.sequence_number.clone(),
+                    key: None,
+                    work: Work::Malformed(Box::new(malformed)),
+                },
                 Ok(record) => {
                     if batch.skips(&record) {
-                        Item::Skip(record.sequence_number)
+                        Entry {
+                            sequence: Some(record.sequence_number),
+                            key: None,
+                            work: Work::Skip,
+                        }
                     } else if !shared.filter.admits(record.event_name) {
-                        Item::Filtered(record.sequence_number)
+                        Entry {
+                            sequence: Some(record.sequence_number),
+                            key: None,
+                            work: Work::Filtered,
+                        }
                     } else {
                         match shared.factory.build(&record, stream) {
-                            Ok(event) => Item::Send {
-                                sequence: record.sequence_number,
-                                event: shared.deliverer.prepare(event),
+                            Ok(event) => Entry {
+                                sequence: Some(record.sequence_number),
+                                key: Some(key_of(event.subject())),
+                                work: Work::Send(shared.deliverer.prepare(event)),
                             },
-                            Err(error) => Item::Unbuildable {
-                                record: Box::new(record),
-                                error,
+                            Err(error) => Entry {
+                                sequence: Some(record.sequence_number.clone()),
+                                key: None,
+                                work: Work::Unbuildable {
+                                    record: Box::new(record),
+                                    error,
+                                },
                             },
                         }
                     }
@@ -139,17 +193,15 @@ impl Ready {
             end_of_shard: batch.end_of_shard,
             trimmed: batch.trimmed,
             newest,
+            held,
         }
     }
 }
 
 impl ShardTask {
     /// Reads ahead while delivering: the next batch is fetched and encoded
-    /// on the reading thread while this one is delivered (two batches at
-    /// most), so neither GetRecords latency nor encoding adds to delivery
-    /// time. Order is kept: batches arrive in read order. The task also
-    /// drives its own connection to the sink, so an answer is read and the
-    /// next request written in one poll.
+    /// on the reading thread while earlier ones are delivered, so neither
+    /// GetRecords latency nor encoding adds to delivery time.
     pub async fn run(self) -> ShardExit {
         let ShardTask {
             reader,
@@ -170,31 +222,36 @@ impl ShardTask {
         ));
         // Whichever way delivery ends, reading for it stops too.
         let _read = AbortOnDropHandle::new(read);
+        shared.stream_metrics.shards_read.inc();
         let mut delivery = Delivery {
             shard,
-            connections: shared.deliverer.connections(),
-            shared,
+            held: Held::none(&shared.held),
+            shared: shared.clone(),
             cancel,
+            idle: Vec::new(),
+            connections: 0,
+            pacing: Arc::new(Pacing::default()),
             spent,
+            spent_group: Vec::new(),
         };
-        delivery.run(&mut ready).await
+        let exit = delivery.run(&mut ready).await;
+        shared.stream_metrics.shards_read.dec();
+        exit
     }
 }
 
 /// Reads and prepares batches into `batches` until the shard ends,
 /// disappears, or delivery stops. A batch is read only once the previous one
-/// was taken, so a shard holds two batches at most: one being delivered, one
-/// ready.
+/// was taken, and only with permits for its records ([`RecordsHeld`]).
 ///
-/// Delivered batches come back through `returned` to be freed here, on the
+/// Delivered records come back through `returned` to be freed here, on the
 /// thread that allocated them: glibc frees across threads through the
-/// allocating arena's lock, and the two threads then wait on each other
-/// (a tenth of both threads' time with eight shards).
+/// allocating arena's lock, and the two threads then wait on each other.
 async fn read_ahead(
     mut reader: ShardReader,
     stream: StreamArn,
     batches: mpsc::Sender<Result<Ready, ShardGone>>,
-    mut returned: mpsc::UnboundedReceiver<Ready>,
+    mut returned: mpsc::UnboundedReceiver<Vec<Work>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
@@ -206,8 +263,12 @@ async fn read_ahead(
         while let Ok(spent) = returned.try_recv() {
             drop(spent);
         }
+        let mut held = tokio::select! {
+            held = shared.held.acquire(reader.read_limit()) => held,
+            _ = cancel.cancelled() => return,
+        };
         let batch = tokio::select! {
-            batch = reader.next_batch() => batch,
+            batch = reader.next_batch(held.count()) => batch,
             _ = cancel.cancelled() => return,
         };
         let last = match &batch {
@@ -216,7 +277,10 @@ async fn read_ahead(
         };
         let empty = matches!(&batch, Ok(b) if b.records.is_empty());
         let ready = match batch {
-            Ok(batch) => Ok(Ready::prepare(batch, &shared, &stream).await),
+            Ok(batch) => {
+                held.keep(batch.records.len());
+                Ok(Ready::prepare(batch, held, &shared, &stream).await)
+            }
             Err(gone) => Err(gone),
         };
         slot.send(ready);
@@ -244,14 +308,40 @@ async fn read_ahead(
     }
 }
 
-/// Delivers batches in order and records progress.
+/// A send that finished: its record, the connections it used, and how it went.
+struct Done {
+    index: u64,
+    connections: Connections,
+    work: Work,
+    outcome: Outcome,
+}
+
+type Sending = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Delivers one shard's records and records its progress.
 struct Delivery {
     shard: ShardId,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    connections: Connections,
-    /// Delivered batches, back to the reading side to be freed.
-    spent: mpsc::UnboundedSender<Ready>,
+    /// Permits of the records in the window.
+    held: Held,
+    /// Connections not in use, the most recently used last.
+    idle: Vec<(Connections, Instant)>,
+    /// Connections open or in use, idle ones included.
+    connections: usize,
+    pacing: Arc<Pacing>,
+    /// Delivered records, back to the reading side to be freed.
+    spent: mpsc::UnboundedSender<Vec<Work>>,
+    spent_group: Vec<Work>,
+}
+
+/// How the last batch of a shard left it.
+enum Ending {
+    Reading,
+    EndOfShard,
+    Gone(String),
+    /// The reading side stopped (shutdown).
+    Stopped,
 }
 
 impl Delivery {
@@ -270,117 +360,235 @@ impl Delivery {
     }
 
     async fn run(&mut self, ready: &mut mpsc::Receiver<Result<Ready, ShardGone>>) -> ShardExit {
-        let shard = self.shard.clone();
+        let mut window: Window<Work> = Window::default();
+        let mut sending: FuturesUnordered<Sending> = FuturesUnordered::new();
+        let mut ending = Ending::Reading;
+        let mut stopping = false;
         loop {
-            let batch = tokio::select! {
-                batch = ready.recv() => batch,
-                _ = self.cancel.cancelled() => return ShardExit::Cancelled,
-            };
-            let batch = match batch {
-                Some(Ok(batch)) => batch,
-                Some(Err(gone)) => return ShardExit::Gone(gone.reason),
-                None => return ShardExit::Cancelled,
-            };
-            if let Some(trimmed) = &batch.trimmed {
-                error!(shard = %shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
-                if let Some(events) = &self.shared.events {
-                    events.warn("TrimmedData", trimmed).await;
+            let paced = self.pacing.held_until();
+            if !stopping && paced.is_none() {
+                while sending.len() < self.shared.parallelism {
+                    let Some((index, item)) = window.next() else {
+                        break;
+                    };
+                    sending.push(self.start(index, item));
                 }
             }
-            if let Some(newest) = batch.newest {
-                self.observe_age(newest);
+            if let Some(sequence) = window.advance() {
+                self.shared.progress.advance(&self.shard, &sequence);
+                self.shared.progress.commit();
             }
-            for item in &batch.items {
-                if self.cancel.is_cancelled() {
+            if sending.is_empty() {
+                if stopping {
                     self.shared.progress.commit();
                     return ShardExit::Cancelled;
                 }
-                let step = self.handle(item).await;
-                if let Step::Stop = step {
-                    self.shared.progress.commit();
-                    return ShardExit::Cancelled;
+                if window.unsettled() == 0 {
+                    match std::mem::replace(&mut ending, Ending::Reading) {
+                        Ending::Reading => {}
+                        Ending::EndOfShard => {
+                            info!(shard = %self.shard, "shard read to its end");
+                            self.shared.progress.finish(&self.shard);
+                            return ShardExit::Finished;
+                        }
+                        Ending::Gone(reason) => return ShardExit::Gone(reason),
+                        Ending::Stopped => return ShardExit::Cancelled,
+                    }
                 }
             }
-            // A save per batch at most (the writer keeps them an interval
-            // apart): a crash repeats what was acknowledged since the last one.
-            self.shared.progress.commit();
-            let end_of_shard = batch.end_of_shard;
-            // Reading stops only after delivery has, so this fails only at the end.
-            let _ = self.spent.send(batch);
-            if end_of_shard {
-                info!(shard = %shard, "shard read to its end");
-                self.shared.progress.finish(&shard);
-                return ShardExit::Finished;
+            self.close_idle_connections();
+            let room = matches!(ending, Ending::Reading) && !stopping && window.len() < WINDOW;
+            let wait_pacing = paced.filter(|_| window.has_ready() && !stopping);
+            tokio::select! {
+                biased;
+                Some(done) = sending.next(), if !sending.is_empty() => {
+                    self.finish(&mut window, done, &mut stopping);
+                }
+                batch = ready.recv(), if room => match batch {
+                    Some(Ok(batch)) => {
+                        if batch.end_of_shard {
+                            ending = Ending::EndOfShard;
+                        }
+                        self.take(&mut window, batch).await;
+                    }
+                    Some(Err(gone)) => ending = Ending::Gone(gone.reason),
+                    None => ending = Ending::Stopped,
+                },
+                _ = pace(wait_pacing), if wait_pacing.is_some() => {}
+                _ = self.cancel.cancelled(), if !stopping => stopping = true,
             }
         }
     }
 
-    async fn handle(&mut self, item: &Item) -> Step {
-        let (outcome, sequence) = match item {
-            Item::Skip(sequence) => (Outcome::Delivered, sequence),
-            Item::Filtered(sequence) => {
-                self.shared.delivery_metrics.event(EventResult::Filtered);
-                (Outcome::Delivered, sequence)
+    /// Puts a batch's records into the window.
+    async fn take(&mut self, window: &mut Window<Work>, mut batch: Ready) {
+        if let Some(trimmed) = &batch.trimmed {
+            error!(shard = %self.shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
+            if let Some(events) = &self.shared.events {
+                events.warn("TrimmedData", trimmed).await;
             }
-            Item::Send { sequence, event } => (
-                self.shared
-                    .deliverer
-                    .send(&mut self.connections, event, &self.cancel)
-                    .await,
-                sequence,
-            ),
-            Item::Unbuildable { record, error } => {
-                let reason = error.to_string();
-                let event = self.shared.factory.malformed(
-                    &record.event_id,
-                    &reason,
-                    &format!("{record:?}"),
-                );
-                error!(shard = %self.shard, id = %record.event_id, %error, "the record cannot be turned into an event");
-                let outcome = self.dead_letter_malformed(event, &reason).await;
-                (outcome, &record.sequence_number)
+        }
+        if let Some(newest) = batch.newest {
+            self.observe_age(newest);
+        }
+        self.held.absorb(std::mem::replace(
+            &mut batch.held,
+            Held::none(&self.shared.held),
+        ));
+        let mut settled = 0;
+        for Entry {
+            sequence,
+            key,
+            work,
+        } in batch.items.drain(..)
+        {
+            match work {
+                Work::Skip => {
+                    settled += 1;
+                    window.push(sequence, None, None);
+                }
+                Work::Filtered => {
+                    settled += 1;
+                    self.shared.delivery_metrics.event(EventResult::Filtered);
+                    window.push(sequence, None, None);
+                }
+                work => window.push(sequence, key, Some(work)),
             }
-            Item::Malformed(malformed) => return self.handle_malformed(malformed).await,
+        }
+        self.held.release(settled);
+    }
+
+    /// Starts sending one record on a connection of this shard.
+    fn start(&mut self, index: u64, work: Work) -> Sending {
+        let connections = match self.idle.pop() {
+            Some((connections, _)) => connections,
+            None => {
+                self.connections += 1;
+                self.shared.deliverer.connections()
+            }
         };
-        match outcome {
-            Outcome::Cancelled => Step::Stop,
-            Outcome::Delivered | Outcome::DeadLettered => {
-                self.shared.progress.advance(&self.shard, sequence);
-                Step::Continue
-            }
-        }
-    }
-
-    async fn handle_malformed(&mut self, malformed: &MalformedRecord) -> Step {
-        error!(shard = %self.shard, error = %malformed, raw = %malformed.raw, "malformed stream record");
-        let event = self.shared.factory.from_malformed(malformed);
-        match self.dead_letter_malformed(event, &malformed.reason).await {
-            Outcome::Cancelled => Step::Stop,
-            Outcome::Delivered | Outcome::DeadLettered => {
-                if let Some(seq) = &malformed.sequence_number {
-                    self.shared.progress.advance(&self.shard, seq);
+        self.shared.delivery_metrics.in_flight.inc();
+        let shared = self.shared.clone();
+        let shard = self.shard.clone();
+        let pacing = self.pacing.clone();
+        let cancel = self.cancel.clone();
+        Box::pin(async move {
+            let mut connections = connections;
+            let outcome = match &work {
+                Work::Send(event) => {
+                    shared
+                        .deliverer
+                        .send(&mut connections, event, &pacing, &cancel)
+                        .await
                 }
-                Step::Continue
+                Work::Unbuildable { record, error } => {
+                    let reason = error.to_string();
+                    let event =
+                        shared
+                            .factory
+                            .malformed(&record.event_id, &reason, &format!("{record:?}"));
+                    error!(shard = %shard, id = %record.event_id, %error, "the record cannot be turned into an event");
+                    dead_letter_malformed(&shared, &mut connections, event, &reason, &cancel).await
+                }
+                Work::Malformed(malformed) => {
+                    error!(shard = %shard, error = %malformed, raw = %malformed.raw, "malformed stream record");
+                    let event = shared.factory.from_malformed(malformed);
+                    dead_letter_malformed(
+                        &shared,
+                        &mut connections,
+                        event,
+                        &malformed.reason,
+                        &cancel,
+                    )
+                    .await
+                }
+                // Settled when taken; never sent.
+                Work::Skip | Work::Filtered => Outcome::Delivered,
+            };
+            Done {
+                index,
+                connections,
+                work,
+                outcome,
             }
+        })
+    }
+
+    /// Takes a finished send's result: settles its record unless shutdown
+    /// interrupted it.
+    fn finish(&mut self, window: &mut Window<Work>, done: Done, stopping: &mut bool) {
+        self.shared.delivery_metrics.in_flight.dec();
+        self.idle.push((done.connections, Instant::now()));
+        match done.outcome {
+            Outcome::Delivered | Outcome::DeadLettered => {
+                window.settle(done.index);
+                self.held.release(1);
+            }
+            // Not acknowledged: read again after the restart.
+            Outcome::Cancelled => *stopping = true,
+        }
+        self.spent_group.push(done.work);
+        if self.spent_group.len() >= SPENT_GROUP {
+            let group = std::mem::take(&mut self.spent_group);
+            self.free(group);
         }
     }
 
-    /// A malformed record never becomes well formed: it goes to the dead-letter
-    /// sink, or, without one, is logged, counted and passed over so the shard
-    /// does not stall forever.
-    async fn dead_letter_malformed(&mut self, event: cloudevents::Event, reason: &str) -> Outcome {
-        if self.shared.deliverer.has_dead_letter_sink() {
-            self.shared
-                .deliverer
-                .dead_letter_malformed(&mut self.connections, event, reason, &self.cancel)
-                .await
-        } else {
-            self.shared.delivery_metrics.event(EventResult::Dropped);
-            error!(
-                reason,
-                "no dead-letter sink configured: the malformed record is logged above and skipped"
-            );
-            Outcome::DeadLettered
-        }
+    /// Hands records back to the reading thread to be freed there.
+    fn free(&self, items: Vec<Work>) {
+        // Reading stops only after delivery has, so this fails only at the end.
+        let _ = self.spent.send(items);
+    }
+
+    fn close_idle_connections(&mut self) {
+        let before = self.idle.len();
+        self.idle
+            .retain(|(_, used)| used.elapsed() < IDLE_CONNECTION);
+        self.connections -= before - self.idle.len();
+    }
+}
+
+/// Waits until a pause the sink asked for has passed.
+async fn pace(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A malformed record never becomes well formed: it goes to the dead-letter
+/// sink, or, without one, is logged, counted and passed over so the shard
+/// does not stall forever.
+async fn dead_letter_malformed(
+    shared: &Shared,
+    connections: &mut Connections,
+    event: cloudevents::Event,
+    reason: &str,
+    cancel: &CancellationToken,
+) -> Outcome {
+    if shared.deliverer.has_dead_letter_sink() {
+        shared
+            .deliverer
+            .dead_letter_malformed(connections, event, reason, cancel)
+            .await
+    } else {
+        shared.delivery_metrics.event(EventResult::Dropped);
+        error!(
+            reason,
+            "no dead-letter sink configured: the malformed record is logged above and skipped"
+        );
+        Outcome::DeadLettered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_one_item_share_a_key_and_others_do_not() {
+        assert_eq!(key_of(Some("pk=1")), key_of(Some("pk=1")));
+        assert_ne!(key_of(Some("pk=1")), key_of(Some("pk=2")));
+        assert_ne!(key_of(None), key_of(Some("")));
     }
 }

@@ -7,6 +7,7 @@
 pub mod arn;
 pub mod crd;
 pub mod options;
+pub mod secret_url;
 
 pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
 pub use options::{EventName, EventNameFilter, OptionError, PayloadFormat, StartingPosition};

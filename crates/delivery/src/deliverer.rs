@@ -1,7 +1,8 @@
 //! Delivering one event: retried until the sink or the dead-letter sink has
 //! it. Nothing is dropped: without a dead-letter sink, retries never stop.
 
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -44,6 +45,38 @@ pub struct Prepared {
     spare: Option<Event>,
 }
 
+/// A pause the sink asked a whole shard for: a `Retry-After` on one event's
+/// answer (429, 503) means the sink wants less, so the shard starts no new
+/// sends until it has passed, whichever key the answer was for.
+#[derive(Debug, Default)]
+pub struct Pacing {
+    until: Mutex<Option<Instant>>,
+}
+
+impl Pacing {
+    /// Holds new sends back for `wait` from now (never shortens a longer hold).
+    pub fn hold(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut held = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none_or(|current| current < until) {
+            *held = Some(until);
+        }
+    }
+
+    /// When new sends may start again, if that is still ahead.
+    pub fn held_until(&self) -> Option<Instant> {
+        let mut held = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        match *held {
+            Some(until) if until > Instant::now() => Some(until),
+            Some(_) => {
+                *held = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 /// A task's own connections to the sink and, opened on first use, to the
 /// dead-letter sink. Each shard task has its own, so deliveries never wait
 /// for one another.
@@ -73,10 +106,6 @@ impl Deliverer {
             policy,
             metrics,
         }
-    }
-
-    pub fn sink(&self) -> &Sink {
-        &self.sink
     }
 
     /// Connections for one task to deliver with.
@@ -123,10 +152,13 @@ impl Deliverer {
     ///
     /// The event is borrowed: whoever prepared it frees it, on the thread
     /// that allocated it (see the adapter's reading thread).
+    ///
+    /// A `Retry-After` in an answer also holds back `pacing`'s other sends.
     pub async fn send(
         &self,
         connections: &mut Connections,
         prepared: &Prepared,
+        pacing: &Pacing,
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
@@ -201,6 +233,9 @@ impl Deliverer {
                         };
                     }
                     warn!(%id, retry, %reason, "delivery failed, retrying");
+                    if let Some(after) = retry_after {
+                        pacing.hold(after.min(self.policy.max_backoff));
+                    }
                     if !self.pause(retry, retry_after, cancel).await {
                         return Outcome::Cancelled;
                     }

@@ -107,6 +107,7 @@ impl EventFactory {
                     .as_ref()
                     .map(|s| format!("malformed-{s}"))
             })
+            .or_else(|| malformed.place.as_ref().map(|p| format!("malformed-{p}")))
             .unwrap_or_else(|| "malformed".to_owned());
         self.malformed(&id, &malformed.reason, &malformed.raw)
     }

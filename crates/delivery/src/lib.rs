@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod connection;
 pub mod deliverer;
+pub mod endpoint;
 pub mod event;
 pub mod format;
 pub mod key;
@@ -12,7 +13,8 @@ pub mod overrides;
 pub mod policy;
 pub mod sink;
 
-pub use deliverer::{Connections, Deliverer, Outcome, Prepared};
+pub use deliverer::{Connections, Deliverer, Outcome, Pacing, Prepared};
+pub use endpoint::{Endpoint, EndpointError};
 pub use event::{EventError, EventFactory};
 pub use overrides::{CeOverrides, OverridesError};
 pub use policy::{BackoffPolicy, DeliveryPolicy, PolicyError};

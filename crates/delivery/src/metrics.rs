@@ -5,6 +5,7 @@ use dynamodb_source_stream::label_enum;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -76,6 +77,8 @@ pub struct DeliveryMetrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub dead_lettered: Family<ReasonLabels, Counter>,
     pub latency: Histogram,
+    /// Events sent and not yet acknowledged or dead-lettered, all shards together.
+    pub in_flight: Gauge,
 }
 
 impl Default for DeliveryMetrics {
@@ -84,6 +87,7 @@ impl Default for DeliveryMetrics {
             events: Family::default(),
             attempts: Family::default(),
             dead_lettered: Family::default(),
+            in_flight: Gauge::default(),
             latency: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0, 60.0, 300.0,
@@ -113,6 +117,11 @@ impl DeliveryMetrics {
             "dynamodb_source_delivery_duration_seconds",
             "Time from the first attempt to the sink's acknowledgement, retries included",
             self.latency.clone(),
+        );
+        registry.register(
+            "dynamodb_source_events_in_flight",
+            "Events being delivered now (sent or waiting to be retried), all shards together",
+            self.in_flight.clone(),
         );
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use cloudevents::Event;
-use http::header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::binary::{self, ExtensionHeaders};
 use crate::connection::{Answer, Connection, Connector};
+use crate::endpoint::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -22,6 +23,7 @@ pub enum SinkError {
     CaCerts(String),
     #[error("building the HTTP client: {0}")]
     Client(String),
+    /// `url` is shown without its userinfo.
     #[error("{url} cannot be used as an HTTP request target: {reason}")]
     Url { url: Url, reason: String },
 }
@@ -123,7 +125,8 @@ impl Encoded {
 #[derive(Debug, Clone)]
 pub struct Sink {
     connector: Connector,
-    url: Url,
+    /// Where events go; its URL has no userinfo, which became `authorization`.
+    endpoint: Endpoint,
     /// `url` as hyper takes it, parsed once: to dial.
     target: Uri,
     /// The request target: `url`'s path and query.
@@ -137,7 +140,8 @@ static AGENT: HeaderValue =
     HeaderValue::from_static(concat!("dynamodb-source/", env!("CARGO_PKG_VERSION")));
 
 impl Sink {
-    pub fn new(connector: Connector, url: Url) -> Result<Self, SinkError> {
+    pub fn new(connector: Connector, endpoint: Endpoint) -> Result<Self, SinkError> {
+        let url = endpoint.url();
         let unusable = |reason: String| SinkError::Url {
             url: url.clone(),
             reason,
@@ -161,7 +165,7 @@ impl Sink {
             .map_err(|e| unusable(e.to_string()))?;
         Ok(Sink {
             connector,
-            url,
+            endpoint,
             target,
             path,
             host,
@@ -174,8 +178,9 @@ impl Sink {
         Connection::new(self.connector.clone(), self.target.clone())
     }
 
+    /// The sink's URL without userinfo: what logs and dead letters show.
     pub fn url(&self) -> &Url {
-        &self.url
+        self.endpoint.url()
     }
 
     /// Encodes `event` as a request (binary content mode), once, so that
@@ -185,6 +190,9 @@ impl Sink {
             .map_err(|e| format!("the event could not be encoded: {e}"))?;
         headers.insert(USER_AGENT, AGENT.clone());
         headers.insert(HOST, self.host.clone());
+        if let Some(authorization) = self.endpoint.authorization() {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
         Ok(Encoded { headers, body })
     }
 
@@ -259,7 +267,8 @@ mod tests {
     fn host_header_has_the_port_only_when_it_is_not_the_default() {
         let connector = connector(None).expect("connector");
         let host = |url: &str| {
-            let sink = Sink::new(connector.clone(), url.parse().expect("url")).expect("sink");
+            let sink =
+                Sink::new(connector.clone(), Endpoint::parse(url).expect("url")).expect("sink");
             use cloudevents::EventBuilder;
             let event = cloudevents::EventBuilderV10::new()
                 .id("1")

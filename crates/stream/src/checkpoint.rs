@@ -32,16 +32,27 @@ pub struct Checkpoint {
     pub stream_arn: StreamArn,
     #[serde(default)]
     pub shards: BTreeMap<ShardId, ShardProgress>,
+    /// Finished shards that DescribeStream stopped listing, and since when
+    /// (Unix seconds). One answer that leaves a shard out proves nothing (the
+    /// API is eventually consistent, a page can come back short), so a
+    /// finished shard is forgotten only after [`Checkpoint::FORGET_UNLISTED_AFTER`]
+    /// of not being listed: by then it was trimmed and cannot come back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unlisted_since: BTreeMap<ShardId, i64>,
 }
 
 impl Checkpoint {
     pub const VERSION: u32 = 1;
+    /// How long a finished shard must go unlisted before it is forgotten:
+    /// the stream's 24-hour retention, and an hour for the API's lag.
+    pub const FORGET_UNLISTED_AFTER: i64 = 25 * 3600;
 
     pub fn new(stream_arn: StreamArn) -> Self {
         Checkpoint {
             version: Self::VERSION,
             stream_arn,
             shards: BTreeMap::new(),
+            unlisted_since: BTreeMap::new(),
         }
     }
 
@@ -72,10 +83,39 @@ impl Checkpoint {
         self.shards.insert(shard.clone(), ShardProgress::Finished);
     }
 
-    /// Forgets shards the stream no longer lists (trimmed after 24 hours), so the
-    /// document does not grow forever.
-    pub fn retain_shards(&mut self, listed: impl Fn(&ShardId) -> bool) {
-        self.shards.retain(|shard, _| listed(shard));
+    /// Forgets a shard that is proven gone (the API answered ResourceNotFound
+    /// when it was asked for directly): its children no longer wait for it.
+    pub fn forget(&mut self, shard: &ShardId) {
+        self.shards.remove(shard);
+        self.unlisted_since.remove(shard);
+    }
+
+    /// Takes note of which shards one DescribeStream answer listed, at
+    /// `now` (Unix seconds), so that the document does not grow forever.
+    ///
+    /// Only finished shards are ever forgotten here, and only once they have
+    /// gone unlisted for [`Checkpoint::FORGET_UNLISTED_AFTER`]. A shard with
+    /// progress left is kept whatever the listing says: it is read directly,
+    /// and forgotten only when the API says it is gone ([`Checkpoint::forget`]).
+    /// Returns whether anything changed.
+    pub fn note_listing(&mut self, listed: impl Fn(&ShardId) -> bool, now: i64) -> bool {
+        let before = (self.shards.len(), self.unlisted_since.clone());
+        self.unlisted_since.retain(|shard, _| !listed(shard));
+        for (shard, progress) in &self.shards {
+            if *progress == ShardProgress::Finished && !listed(shard) {
+                self.unlisted_since.entry(shard.clone()).or_insert(now);
+            }
+        }
+        let expired: Vec<ShardId> = self
+            .unlisted_since
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= Self::FORGET_UNLISTED_AFTER)
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        for shard in &expired {
+            self.forget(shard);
+        }
+        before != (self.shards.len(), self.unlisted_since.clone())
     }
 }
 
@@ -183,6 +223,42 @@ mod tests {
         checkpoint.finish(&shard);
         checkpoint.advance(&shard, &seq("000000000000000000300"));
         assert!(checkpoint.is_finished(&shard));
+    }
+
+    #[test]
+    fn an_unlisted_shard_is_forgotten_only_when_finished_and_unlisted_past_the_retention() {
+        let (done, open) = (ShardId::new("done"), ShardId::new("open"));
+        let mut checkpoint = Checkpoint::new(stream());
+        checkpoint.finish(&done);
+        checkpoint.advance(&open, &seq("000000000000000000100"));
+        let none_listed = |_: &ShardId| false;
+        let t0 = 1_700_000_000;
+
+        assert!(checkpoint.note_listing(none_listed, t0));
+        assert!(checkpoint.is_finished(&done), "one answer proves nothing");
+        assert!(checkpoint.progress(&open).is_some());
+        assert_eq!(checkpoint.unlisted_since.get(&done), Some(&t0));
+        assert_eq!(checkpoint.unlisted_since.get(&open), None);
+
+        // Listed again: the clock starts over.
+        checkpoint.note_listing(|s| *s == done, t0 + 10);
+        assert!(checkpoint.unlisted_since.is_empty());
+        checkpoint.note_listing(none_listed, t0 + 20);
+        checkpoint.note_listing(none_listed, t0 + 20 + Checkpoint::FORGET_UNLISTED_AFTER - 1);
+        assert!(checkpoint.is_finished(&done));
+        checkpoint.note_listing(none_listed, t0 + 20 + Checkpoint::FORGET_UNLISTED_AFTER);
+        assert_eq!(
+            checkpoint.progress(&done),
+            None,
+            "finished and long unlisted"
+        );
+        assert!(checkpoint.unlisted_since.is_empty());
+        assert!(
+            checkpoint.progress(&open).is_some(),
+            "progress left: kept until the API says the shard is gone"
+        );
+        checkpoint.forget(&open);
+        assert_eq!(checkpoint.progress(&open), None);
     }
 
     #[test]

@@ -5,6 +5,28 @@
 //! finished would reorder changes to the same item. This module decides, from
 //! the shards the stream lists and the saved progress, which shards are ready
 //! and where each starts. It does no I/O.
+//!
+//! # Guarantees
+//! - A child is started only when its parent is finished (read to its end,
+//!   its last records delivered) or unknown to the source.
+//! - A shard the source knows (listed now, in the checkpoint with progress
+//!   left, or being read) holds its children back whether or not one
+//!   DescribeStream answer lists it.
+//! - A shard with progress left that is not listed is started anyway, from
+//!   its progress: reading it directly is how the source learns whether it
+//!   still exists (ResourceNotFound means gone, and only then is it forgotten
+//!   and its children released).
+//!
+//! # Assumptions
+//! - A parent that is neither listed, nor in the checkpoint, nor being read
+//!   was trimmed before the source started (or was forgotten as gone), so it
+//!   has nothing left to deliver: its children do not wait for it.
+//! - Shard ids embed their creation time, so sorting them reads older shards first.
+//!
+//! # Caveats
+//! - The parent of a shard that is not listed is not known, so such a shard
+//!   starts without waiting for one; it was listed with its parent when it was
+//!   first read, and its parent was finished then.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -62,7 +84,7 @@ pub enum Origin {
 /// Decides which shards to start now.
 ///
 /// A shard is ready when it is not finished, not already being read, and its
-/// parent is finished or no longer listed (trimmed away).
+/// parent is finished or unknown (see the module's guarantees).
 pub fn plan(
     shards: &[Shard],
     checkpoint: &Checkpoint,
@@ -87,42 +109,51 @@ pub fn plan(
     let finished = |id: &ShardId| {
         checkpoint.is_finished(id) || matches!(plan.record.get(id), Some(ShardProgress::Finished))
     };
+    let known = |id: &ShardId| {
+        listed.contains(id) || checkpoint.progress(id).is_some() || running.contains(id)
+    };
 
-    let mut ready: Vec<&Shard> = shards
+    let mut ready: Vec<&ShardId> = shards
         .iter()
         .filter(|s| !finished(&s.id) && !running.contains(&s.id))
         .filter(|s| match &s.parent {
-            Some(parent) => !listed.contains(parent) || finished(parent),
+            Some(parent) => finished(parent) || !known(parent),
             None => true,
         })
+        .map(|s| &s.id)
         .collect();
+    // Shards with progress left that this answer did not list: read directly.
+    ready.extend(checkpoint.shards.iter().filter_map(|(id, progress)| {
+        (*progress != ShardProgress::Finished && !listed.contains(id) && !running.contains(id))
+            .then_some(id)
+    }));
     // Shard ids embed their creation time, so this is oldest first.
-    ready.sort_by(|a, b| a.id.cmp(&b.id));
+    ready.sort();
 
-    for shard in ready {
-        let assignment = match checkpoint.progress(&shard.id) {
+    for id in ready {
+        let assignment = match checkpoint.progress(id) {
             Some(ShardProgress::After(seq)) => Assignment {
-                shard: shard.id.clone(),
+                shard: id.clone(),
                 start: StartAt::After(seq.clone()),
                 skip_created_before: None,
             },
             Some(ShardProgress::LatestSince(since)) => Assignment {
-                shard: shard.id.clone(),
+                shard: id.clone(),
                 start: StartAt::TrimHorizon,
                 skip_created_before: Some(*since),
             },
             Some(ShardProgress::Finished) => continue,
             None if latest_first_start => {
                 plan.record
-                    .insert(shard.id.clone(), ShardProgress::LatestSince(now_unix));
+                    .insert(id.clone(), ShardProgress::LatestSince(now_unix));
                 Assignment {
-                    shard: shard.id.clone(),
+                    shard: id.clone(),
                     start: StartAt::Latest,
                     skip_created_before: None,
                 }
             }
             None => Assignment {
-                shard: shard.id.clone(),
+                shard: id.clone(),
                 start: StartAt::TrimHorizon,
                 skip_created_before: None,
             },
@@ -187,6 +218,29 @@ mod tests {
         let shards = [shard("s2", Some("gone"), false)];
         let plan = plan_for(&shards, &checkpoint(), Origin::Resumed);
         assert_eq!(started(&plan), vec![("s2", StartAt::TrimHorizon)]);
+    }
+
+    #[test]
+    fn a_parent_left_out_of_one_answer_still_holds_its_children_back() {
+        // The parent is being read, or has progress left in the checkpoint:
+        // one DescribeStream answer that does not list it proves nothing.
+        let shards = [
+            shard("s2", Some("s1"), false),
+            shard("s3", Some("s1"), false),
+        ];
+        let running = HashSet::from([ShardId::new("s1")]);
+        let plan_running = plan(&shards, &checkpoint(), &running, Origin::Resumed, 0);
+        assert!(plan_running.start.is_empty(), "{plan_running:?}");
+
+        let mut checkpoint = checkpoint();
+        let seq = SequenceNumber::parse("000000000000000000007").expect("digits");
+        checkpoint.advance(&ShardId::new("s1"), &seq);
+        let plan = plan_for(&shards, &checkpoint, Origin::Resumed);
+        assert_eq!(
+            started(&plan),
+            vec![("s1", StartAt::After(seq))],
+            "the unlisted parent is read directly, its children wait"
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct StreamMetrics {
     pub records_read: Counter,
     pub trimmed: Counter,
     pub iterator_age_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
+    /// Shards with a task reading them now.
+    pub shards_read: Gauge,
 }
 
 impl StreamMetrics {
@@ -84,6 +86,11 @@ impl StreamMetrics {
             "dynamodb_source_iterator_age_seconds",
             "Age of the newest record read from each shard when it was read",
             self.iterator_age_seconds.clone(),
+        );
+        registry.register(
+            "dynamodb_source_shards_read",
+            "Shards being read now (every shard the lineage allows)",
+            self.shards_read.clone(),
         );
     }
 

@@ -1,6 +1,8 @@
 //! Reading one shard: iterators acquired and re-acquired from the last
 //! position handed out, throttling absorbed with backoff, trimmed data reported.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dynamodb_source_api::StreamArn;
@@ -9,7 +11,8 @@ use tracing::{info, warn};
 
 use crate::client::{StreamClient, StreamError};
 use crate::ids::{SequenceNumber, ShardId};
-use crate::lineage::StartAt;
+use crate::lineage::{Assignment, StartAt};
+use crate::listing::{Listed, Listing};
 use crate::metrics::{CallResult, StreamMetrics};
 use crate::read_size::{ReadSize, Share};
 use crate::record::{MalformedRecord, StreamRecord};
@@ -98,6 +101,16 @@ pub struct ShardReader {
     pause: Pause,
     metrics: StreamMetrics,
     size: Share,
+    /// What discovery last saw, to confirm that a shard really ended.
+    listing: Arc<Listing>,
+    /// The listing generation at which this shard, not listed, last seemed
+    /// to end (see [`crate::listing`]).
+    unlisted_end: Option<u64>,
+    /// Whether an end the listing did not confirm was already logged.
+    doubted_end: bool,
+    /// Dropped once the shard's first iterator is held: whoever gave it
+    /// learns that this shard's starting position is established.
+    positioned: Option<Box<dyn Any + Send + Sync>>,
 }
 
 /// How far apart our clock and DynamoDB's may be. Skipping records "created
@@ -118,27 +131,27 @@ fn now_unix() -> i64 {
 }
 
 impl ShardReader {
-    /// `skip_created_before`: records created before this Unix second are
-    /// handed out for checkpointing only (see [`Batch::skips`]).
+    /// Reads `assignment`'s shard from where it says. Records created before
+    /// its `skip_created_before` are handed out for checkpointing only (see
+    /// [`Batch::skips`]).
     pub fn new(
         client: StreamClient,
         stream: StreamArn,
-        shard: ShardId,
-        start: StartAt,
-        skip_created_before: Option<i64>,
+        assignment: Assignment,
         metrics: StreamMetrics,
         size: &ReadSize,
+        listing: Arc<Listing>,
     ) -> Self {
         ShardReader {
             client,
             stream,
-            shard,
-            start,
+            shard: assignment.shard,
+            start: assignment.start,
             last: None,
             iterator: None,
             iterator_failures: 0,
             latest_opened_at: None,
-            skip_created_before,
+            skip_created_before: assignment.skip_created_before,
             trimmed: None,
             pause: Pause {
                 base: Duration::from_millis(100),
@@ -147,7 +160,24 @@ impl ShardReader {
             },
             metrics,
             size: size.join(),
+            listing,
+            unlisted_end: None,
+            doubted_end: false,
+            positioned: None,
         }
+    }
+
+    /// `guard` is dropped once the shard's first iterator is held (or the
+    /// reader is dropped): readiness waits for every shard's starting
+    /// position, so a `LATEST` start skips nothing written after it.
+    pub fn with_position_guard(mut self, guard: Box<dyn Any + Send + Sync>) -> Self {
+        self.positioned = Some(guard);
+        self
+    }
+
+    /// How many records the next GetRecords call asks for.
+    pub fn read_limit(&self) -> usize {
+        usize::try_from(self.size.limit()).unwrap_or(1)
     }
 
     pub fn shard(&self) -> &ShardId {
@@ -178,9 +208,10 @@ impl ShardReader {
         }
     }
 
-    /// The next batch (possibly empty). Retries every passing failure itself;
-    /// returns an error only when the shard is gone.
-    pub async fn next_batch(&mut self) -> Result<Batch, ShardGone> {
+    /// The next batch (possibly empty) of at most `limit` records. Retries
+    /// every passing failure itself; returns an error only when the shard is gone.
+    pub async fn next_batch(&mut self, limit: usize) -> Result<Batch, ShardGone> {
+        let limit = i32::try_from(limit.clamp(1, crate::read_size::API_MAX)).unwrap_or(1);
         loop {
             let iterator = match self.iterator.clone() {
                 Some(iterator) => iterator,
@@ -196,6 +227,7 @@ impl ShardReader {
                             if position == StartAt::Latest && self.latest_opened_at.is_none() {
                                 self.latest_opened_at = Some(opened_at);
                             }
+                            self.positioned = None;
                             self.iterator = Some(iterator.clone());
                             iterator
                         }
@@ -206,18 +238,47 @@ impl ShardReader {
                     }
                 }
             };
-            match self.client.records(&iterator, self.size.limit()).await {
+            match self.client.records(&iterator, limit).await {
                 Ok(page) => {
                     self.metrics.call(CallResult::Ok);
                     self.pause.reset();
                     self.iterator_failures = 0;
                     self.iterator = page.next_iterator.clone();
-                    let mut records = Vec::with_capacity(page.records.len());
+                    let mut records: Vec<Result<StreamRecord, MalformedRecord>> =
+                        Vec::with_capacity(page.records.len());
+                    // The newest sequence number before each record, for the
+                    // place of a malformed record that has none of its own.
+                    let mut last_numbered: Option<usize> = None;
+                    let mut unnumbered = 0u32;
                     for (n, raw) in page.records.into_iter().enumerate() {
                         if n % TURN == TURN - 1 {
                             tokio::task::yield_now().await;
                         }
-                        records.push(wire::record(&raw));
+                        let mut record = wire::record(&raw);
+                        match &mut record {
+                            Ok(_)
+                            | Err(MalformedRecord {
+                                sequence_number: Some(_),
+                                ..
+                            }) => {
+                                last_numbered = Some(n);
+                                unnumbered = 0;
+                            }
+                            Err(malformed) => {
+                                unnumbered += 1;
+                                let after = match last_numbered.map(|i| &records[i]) {
+                                    Some(Ok(r)) => Some(&r.sequence_number),
+                                    Some(Err(m)) => m.sequence_number.as_ref(),
+                                    None => self.last.as_ref(),
+                                };
+                                malformed.place = Some(format!(
+                                    "{}-{}-{unnumbered}",
+                                    self.shard,
+                                    after.map_or("start", SequenceNumber::as_str)
+                                ));
+                            }
+                        }
+                        records.push(record);
                     }
                     self.metrics.records_read.inc_by(records.len() as u64);
                     if let Some(seq) = records.iter().rev().find_map(|r| match r {
@@ -226,9 +287,10 @@ impl ShardReader {
                     }) {
                         self.last = Some(seq);
                     }
+                    let end_of_shard = page.next_iterator.is_none() && self.confirm_end();
                     return Ok(Batch {
                         records,
-                        end_of_shard: page.next_iterator.is_none(),
+                        end_of_shard,
                         trimmed: self.trimmed.take(),
                         skip_created_before: self.skip_created_before,
                     });
@@ -236,6 +298,33 @@ impl ShardReader {
                 Err(err) => self.on_error(err).await?,
             }
         }
+    }
+
+    /// Whether an answer without `NextShardIterator` is the shard's end (see
+    /// [`crate::listing`]). When it is not confirmed, the next read takes a
+    /// fresh iterator from the last record handed out, and discovery is asked
+    /// for a new listing.
+    fn confirm_end(&mut self) -> bool {
+        let (generation, listed) = self.listing.lookup(&self.shard);
+        let confirmed = match listed {
+            Listed::Closed => true,
+            Listed::Open => false,
+            Listed::Absent => self.unlisted_end.is_some_and(|seen| generation > seen),
+        };
+        if confirmed {
+            return true;
+        }
+        if listed == Listed::Absent && self.unlisted_end.is_none() {
+            self.unlisted_end = Some(generation);
+        }
+        if !self.doubted_end {
+            self.doubted_end = true;
+            info!(shard = %self.shard, ?listed, position = ?self.position(),
+                "GetRecords says the shard ended but the stream's listing does not confirm it yet; reading on from a fresh iterator");
+        }
+        self.listing.request();
+        self.reacquire();
+        false
     }
 
     async fn on_error(&mut self, err: StreamError) -> Result<(), ShardGone> {

@@ -78,6 +78,11 @@ pub struct MalformedRecord {
     pub sequence_number: Option<SequenceNumber>,
     /// The record's JSON as the API sent it, for the dead-letter sink and the log.
     pub raw: String,
+    /// Where it was read, for a record with neither eventID nor sequence
+    /// number: its shard, the last sequence number before it and its place
+    /// after that. Reading resumes after a sequence number, so the same
+    /// record gets the same place when it is read again.
+    pub place: Option<String>,
 }
 
 /// The API carries milliseconds at most; epoch seconds read as a float leave

@@ -105,6 +105,7 @@ pub fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
             event_id,
             sequence_number,
             raw: raw.get().to_owned(),
+            place: None,
         }
     };
     let wire: WireRecord = serde_json::from_str(raw.get())
