@@ -229,7 +229,6 @@ impl ShardTask {
             shared: shared.clone(),
             cancel,
             idle: Vec::new(),
-            connections: 0,
             pacing: Arc::new(Pacing::default()),
             spent,
             spent_group: Vec::new(),
@@ -325,10 +324,10 @@ struct Delivery {
     cancel: CancellationToken,
     /// Permits of the records in the window.
     held: Held,
-    /// Connections not in use, the most recently used last.
+    /// Connections not in use, the most recently used last. A send takes
+    /// one, or opens one when none is idle, so a shard never has more than
+    /// its parallelism.
     idle: Vec<(Connections, Instant)>,
-    /// Connections open or in use, idle ones included.
-    connections: usize,
     pacing: Arc<Pacing>,
     /// Delivered records, back to the reading side to be freed.
     spent: mpsc::UnboundedSender<Vec<Work>>,
@@ -462,10 +461,7 @@ impl Delivery {
     fn start(&mut self, index: u64, work: Work) -> Sending {
         let connections = match self.idle.pop() {
             Some((connections, _)) => connections,
-            None => {
-                self.connections += 1;
-                self.shared.deliverer.connections()
-            }
+            None => self.shared.deliverer.connections(),
         };
         self.shared.delivery_metrics.in_flight.inc();
         let shared = self.shared.clone();
@@ -540,11 +536,11 @@ impl Delivery {
         let _ = self.spent.send(items);
     }
 
+    /// Idle shards are woken at least once per idle poll by their reading
+    /// side, so connections unused for long are dropped (and closed) here.
     fn close_idle_connections(&mut self) {
-        let before = self.idle.len();
         self.idle
             .retain(|(_, used)| used.elapsed() < IDLE_CONNECTION);
-        self.connections -= before - self.idle.len();
     }
 }
 
