@@ -868,6 +868,31 @@ async fn a_dead_letter_sink_with_neither_ref_nor_uri_is_rejected_at_its_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_env_entry_without_a_name_is_rejected_at_that_entry() {
+    // TriggerMesh's schema admitted it; the adapter Deployment could never carry it.
+    assert_rejected(
+        "env-without-name",
+        &spec(&[
+            ARN,
+            SINK,
+            "adapterOverrides: {env: [{name: LOG_LEVEL, value: debug}, {value: orphan}]}",
+        ]),
+        &["spec.adapterOverrides.env[1].name", "Required value"],
+    )
+    .await;
+    assert_rejected(
+        "env-empty-name",
+        &spec(&[
+            ARN,
+            SINK,
+            "adapterOverrides: {env: [{name: '', value: orphan}]}",
+        ]),
+        &["spec.adapterOverrides.env[0].name", "at least 1 chars long"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_event_names_payload_formats_and_negative_retries_are_rejected() {
     assert_rejected(
         "bad-enums",

@@ -252,7 +252,11 @@ pub struct AdapterOverrides {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EnvVar {
     /// Name of the variable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Required and non-empty at admission (a Deployment with a nameless variable is refused),
+    // yet an Option without serde(default), so that an object admitted before that rule still
+    // deserializes; the controller skips a nameless entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required, length(min = 1))]
     pub name: Option<String>,
     /// Value of the variable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
