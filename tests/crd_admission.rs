@@ -893,6 +893,59 @@ async fn an_adapter_env_entry_without_a_name_is_rejected_at_that_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_sink_uri_without_a_ref_is_rejected_at_spec_sink_uri() {
+    assert_rejected(
+        "relative-sink-uri",
+        &spec(&[ARN, "sink: {uri: /events}"]),
+        &[
+            "spec.sink.uri",
+            "must be an absolute URL with a scheme",
+            "when ref is not set",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_dead_letter_sink_uri_without_a_ref_is_rejected_at_its_path() {
+    assert_rejected(
+        "relative-dead-letter-uri",
+        &spec(&[
+            ARN,
+            SINK,
+            "delivery: {deadLetterSink: {uri: /dead-letters}}",
+        ]),
+        &[
+            "spec.delivery.deadLetterSink.uri",
+            "must be an absolute URL with a scheme",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_uri_next_to_a_ref_is_accepted_for_the_sink_and_the_dead_letter_sink() {
+    let (_, client, namespace) = setup("relative-uri").await;
+    let manifest = source_manifest(
+        "relative-uri-with-ref",
+        &spec(&[
+            ARN,
+            "sink:",
+            "  ref: {apiVersion: v1, kind: Service, name: event-display}",
+            "  uri: /dynamodb",
+            "delivery:",
+            "  deadLetterSink:",
+            "    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dead-letters}",
+            "    uri: /dynamodb?source=orders",
+        ]),
+    );
+    let live = apply_manifest(&client, &manifest, &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("a relative uri next to a ref was refused: {e}"));
+    assert_stored_unchanged(&manifest, &live, "relative-uri-with-ref");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_event_names_payload_formats_and_negative_retries_are_rejected() {
     assert_rejected(
         "bad-enums",

@@ -187,8 +187,14 @@ pub struct IamAuth {
 }
 
 /// Where events go: an addressable object, a URI, or a URI relative to the object's address.
+// Without ref the URI is the whole address, so it must be absolute (Knative's Destination rule):
+// a relative one could never be resolved. The API server's `format: uri` check (Go's
+// url.ParseRequestURI, the parser of CEL's isURL too) lets a path such as /events through.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("has(self.ref) || has(self.uri)").message("a destination needs ref or uri"))]
+#[x_kube(
+    validation = Rule::new("has(self.ref) || has(self.uri)").message("a destination needs ref or uri"),
+    validation = Rule::new("has(self.ref) || !has(self.uri) || (isURL(self.uri) && url(self.uri).getScheme() != '')").message("uri must be an absolute URL with a scheme (such as https://events.example.com/path) when ref is not set; only a uri next to a ref may be relative").field_path(".uri")
+)]
 pub struct Destination {
     /// Reference to an addressable Kubernetes object (a Knative Service or Broker, a core Service, ...).
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
