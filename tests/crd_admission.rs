@@ -946,6 +946,42 @@ async fn a_relative_uri_next_to_a_ref_is_accepted_for_the_sink_and_the_dead_lett
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_parallelism_outside_1_to_1000_is_rejected_at_spec_delivery_parallelism() {
+    assert_rejected(
+        "parallelism-0",
+        &spec(&[ARN, SINK, "delivery: {parallelism: 0}"]),
+        &["spec.delivery.parallelism", "greater than or equal to 1"],
+    )
+    .await;
+    assert_rejected(
+        "parallelism-1001",
+        &spec(&[ARN, SINK, "delivery: {parallelism: 1001}"]),
+        &["spec.delivery.parallelism", "less than or equal to 1000"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_parallelism_of_1_or_1000_is_accepted() {
+    let (_, client, namespace) = setup("parallelism").await;
+    for parallelism in [1, 1000] {
+        let name = format!("parallelism-{parallelism}");
+        let manifest = source_manifest(
+            &name,
+            &spec(&[
+                ARN,
+                SINK,
+                &format!("delivery: {{parallelism: {parallelism}}}"),
+            ]),
+        );
+        let live = apply_manifest(&client, &manifest, &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("parallelism {parallelism} was refused: {e}"));
+        assert_stored_unchanged(&manifest, &live, &name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_event_names_payload_formats_and_negative_retries_are_rejected() {
     assert_rejected(
         "bad-enums",

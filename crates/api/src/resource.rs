@@ -370,6 +370,12 @@ pub struct DeliverySpec {
     /// Where events go that the sink refuses or that exhaust their retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink: Option<Destination>,
+    /// The most events in flight per shard (default 20). Records of one item key are always
+    /// delivered one after another in stream order, records of different items concurrently; 1
+    /// delivers strictly one at a time in per-shard order, as TriggerMesh did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub parallelism: Option<i32>,
 }
 
 /// How the wait between retries grows.
