@@ -91,6 +91,14 @@ fn constraints(schema: &Value) -> String {
     if let Some(minimum) = schema["minimum"].as_f64() {
         parts.push(format!("at least {minimum}"));
     }
+    if let Some(maximum) = schema["maximum"].as_f64() {
+        parts.push(format!("at most {maximum}"));
+    }
+    match schema["minLength"].as_u64() {
+        Some(1) => parts.push("not empty".to_owned()),
+        Some(min_length) => parts.push(format!("at least {min_length} characters")),
+        None => {}
+    }
     if let Some(default) = schema.get("default") {
         parts.push(format!("default {}", code(&default.to_string())));
     }

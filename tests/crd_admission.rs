@@ -868,6 +868,120 @@ async fn a_dead_letter_sink_with_neither_ref_nor_uri_is_rejected_at_its_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_env_entry_without_a_name_is_rejected_at_that_entry() {
+    // TriggerMesh's schema admitted it; the adapter Deployment could never carry it.
+    assert_rejected(
+        "env-without-name",
+        &spec(&[
+            ARN,
+            SINK,
+            "adapterOverrides: {env: [{name: LOG_LEVEL, value: debug}, {value: orphan}]}",
+        ]),
+        &["spec.adapterOverrides.env[1].name", "Required value"],
+    )
+    .await;
+    assert_rejected(
+        "env-empty-name",
+        &spec(&[
+            ARN,
+            SINK,
+            "adapterOverrides: {env: [{name: '', value: orphan}]}",
+        ]),
+        &["spec.adapterOverrides.env[0].name", "at least 1 chars long"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_sink_uri_without_a_ref_is_rejected_at_spec_sink_uri() {
+    assert_rejected(
+        "relative-sink-uri",
+        &spec(&[ARN, "sink: {uri: /events}"]),
+        &[
+            "spec.sink.uri",
+            "must be an absolute URL with a scheme",
+            "when ref is not set",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_dead_letter_sink_uri_without_a_ref_is_rejected_at_its_path() {
+    assert_rejected(
+        "relative-dead-letter-uri",
+        &spec(&[
+            ARN,
+            SINK,
+            "delivery: {deadLetterSink: {uri: /dead-letters}}",
+        ]),
+        &[
+            "spec.delivery.deadLetterSink.uri",
+            "must be an absolute URL with a scheme",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_uri_next_to_a_ref_is_accepted_for_the_sink_and_the_dead_letter_sink() {
+    let (_, client, namespace) = setup("relative-uri").await;
+    let manifest = source_manifest(
+        "relative-uri-with-ref",
+        &spec(&[
+            ARN,
+            "sink:",
+            "  ref: {apiVersion: v1, kind: Service, name: event-display}",
+            "  uri: /dynamodb",
+            "delivery:",
+            "  deadLetterSink:",
+            "    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dead-letters}",
+            "    uri: /dynamodb?source=orders",
+        ]),
+    );
+    let live = apply_manifest(&client, &manifest, &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("a relative uri next to a ref was refused: {e}"));
+    assert_stored_unchanged(&manifest, &live, "relative-uri-with-ref");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_parallelism_outside_1_to_1000_is_rejected_at_spec_delivery_parallelism() {
+    assert_rejected(
+        "parallelism-0",
+        &spec(&[ARN, SINK, "delivery: {parallelism: 0}"]),
+        &["spec.delivery.parallelism", "greater than or equal to 1"],
+    )
+    .await;
+    assert_rejected(
+        "parallelism-1001",
+        &spec(&[ARN, SINK, "delivery: {parallelism: 1001}"]),
+        &["spec.delivery.parallelism", "less than or equal to 1000"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_parallelism_of_1_or_1000_is_accepted() {
+    let (_, client, namespace) = setup("parallelism").await;
+    for parallelism in [1, 1000] {
+        let name = format!("parallelism-{parallelism}");
+        let manifest = source_manifest(
+            &name,
+            &spec(&[
+                ARN,
+                SINK,
+                &format!("delivery: {{parallelism: {parallelism}}}"),
+            ]),
+        );
+        let live = apply_manifest(&client, &manifest, &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("parallelism {parallelism} was refused: {e}"));
+        assert_stored_unchanged(&manifest, &live, &name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_event_names_payload_formats_and_negative_retries_are_rejected() {
     assert_rejected(
         "bad-enums",

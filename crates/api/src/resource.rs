@@ -187,8 +187,14 @@ pub struct IamAuth {
 }
 
 /// Where events go: an addressable object, a URI, or a URI relative to the object's address.
+// Without ref the URI is the whole address, so it must be absolute (Knative's Destination rule):
+// a relative one could never be resolved. The API server's `format: uri` check (Go's
+// url.ParseRequestURI, the parser of CEL's isURL too) lets a path such as /events through.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("has(self.ref) || has(self.uri)").message("a destination needs ref or uri"))]
+#[x_kube(
+    validation = Rule::new("has(self.ref) || has(self.uri)").message("a destination needs ref or uri"),
+    validation = Rule::new("has(self.ref) || !has(self.uri) || (isURL(self.uri) && url(self.uri).getScheme() != '')").message("uri must be an absolute URL with a scheme (such as https://events.example.com/path) when ref is not set; only a uri next to a ref may be relative").field_path(".uri")
+)]
 pub struct Destination {
     /// Reference to an addressable Kubernetes object (a Knative Service or Broker, a core Service, ...).
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -252,7 +258,11 @@ pub struct AdapterOverrides {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct EnvVar {
     /// Name of the variable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Required and non-empty at admission (a Deployment with a nameless variable is refused),
+    // yet an Option without serde(default), so that an object admitted before that rule still
+    // deserializes; the controller skips a nameless entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required, length(min = 1))]
     pub name: Option<String>,
     /// Value of the variable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +370,12 @@ pub struct DeliverySpec {
     /// Where events go that the sink refuses or that exhaust their retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink: Option<Destination>,
+    /// The most events in flight per shard (default 20). Records of one item key are always
+    /// delivered one after another in stream order, records of different items concurrently; 1
+    /// delivers strictly one at a time in per-shard order, as TriggerMesh did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub parallelism: Option<i32>,
 }
 
 /// How the wait between retries grows.

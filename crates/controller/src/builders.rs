@@ -381,6 +381,9 @@ pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVa
         if let Some(timeout) = &delivery.timeout {
             vars.push(env("DELIVERY_TIMEOUT", timeout.as_str()));
         }
+        if let Some(parallelism) = delivery.parallelism {
+            vars.push(env("DELIVERY_PARALLELISM", parallelism.to_string()));
+        }
     }
     if let Some(dls) = &resolved.dead_letter_sink {
         vars.push(env("K_DEAD_LETTER_SINK", dls.as_str()));
@@ -674,6 +677,27 @@ mod tests {
         assert_eq!(
             namespace.map(|f| f.field_path.as_str()),
             Some("metadata.namespace")
+        );
+    }
+
+    #[test]
+    fn delivery_parallelism_reaches_the_adapter_only_when_set() {
+        let parallelism = |spec: serde_json::Value| {
+            let env = env_of(&deployment(&source(spec), &resolved()));
+            value(&env, "DELIVERY_PARALLELISM")
+        };
+        let sink = serde_json::json!({"uri": "http://display.shop.svc.cluster.local/"});
+        for (set, expected) in [(1, "1"), (20, "20"), (1000, "1000")] {
+            let spec =
+                serde_json::json!({"arn": ARN, "sink": sink, "delivery": {"parallelism": set}});
+            assert_eq!(parallelism(spec).as_deref(), Some(expected));
+        }
+        // Unset, the adapter chooses (20): the Deployment does not pin the default.
+        let spec = serde_json::json!({"arn": ARN, "sink": sink, "delivery": {"retry": 3}});
+        assert_eq!(parallelism(spec), None);
+        assert_eq!(
+            parallelism(serde_json::json!({"arn": ARN, "sink": sink})),
+            None
         );
     }
 
