@@ -275,6 +275,63 @@ async fn a_missing_sink_service_is_reported_then_recovers_by_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_password_stays_out_of_the_deployment_the_status_and_the_events() {
+    let rig = rig("sink-password").await;
+    rig.apply_source(
+        "orders",
+        json!({"arn": ARN, "sink": {"uri": "https://hook:s3cr3t-pass@events.example.com/in"},
+               "delivery": {"deadLetterSink": {"uri": "https://dlq:d34d-l3tter@dls.example.com/"}}}),
+    )
+    .await;
+    let source = rig
+        .wait_ready("orders", ConditionStatus::True, "Ready")
+        .await;
+    let status = source.status.expect("status");
+    assert_eq!(
+        status.sink_uri.as_deref(),
+        Some("https://events.example.com/in"),
+        "status shows the sink without its userinfo"
+    );
+    let deployment = rig.deployment("orders").await;
+    let secret: Secret = eventually("the credentials Secret", DEADLINE, async || {
+        rig.api::<Secret>()
+            .get("awsdynamodbsource-orders-credentials")
+            .await
+            .ok()
+    })
+    .await;
+    let data = secret.data.expect("data");
+    assert_eq!(
+        data.get("sinkURL").map(|b| b.0.as_slice()),
+        Some(&b"https://hook:s3cr3t-pass@events.example.com/in"[..]),
+        "the adapter reads the sink URL from the Secret"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = rig.api();
+    let events = eventually("an Event on the source", DEADLINE, async || {
+        let list = events.list(&Default::default()).await.ok()?;
+        (!list.items.is_empty()).then_some(list.items)
+    })
+    .await;
+    let shown = [
+        serde_json::to_string(&deployment).expect("deployment"),
+        serde_json::to_string(&status.conditions).expect("conditions"),
+        serde_json::to_string(&events).expect("events"),
+    ]
+    .concat();
+    for password in ["s3cr3t-pass", "d34d-l3tter"] {
+        assert!(
+            !shown.contains(password),
+            "{password} leaked into the Deployment, the conditions or an Event: {shown}"
+        );
+    }
+    let log = std::fs::read_to_string(rig.dir.path().join("controller.log")).unwrap_or_default();
+    assert!(
+        !log.contains("s3cr3t-pass") && !log.contains("d34d-l3tter"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_or_key_is_reported_then_recovers_by_itself() {
     let rig = rig("secret").await;
     rig.apply_source(

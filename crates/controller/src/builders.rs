@@ -22,6 +22,7 @@ use kube::{Resource, ResourceExt};
 use url::Url;
 
 use crate::names::{self, Names};
+use dynamodb_source_api::secret_url;
 
 /// The adapter's metrics and health port.
 pub const METRICS_PORT: i32 = 9090;
@@ -152,23 +153,48 @@ pub fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
     }
 }
 
-/// Literal credential values, moved into a Secret owned by the source so the
-/// Deployment only ever references them.
-pub fn credentials_secret(source: &AWSDynamoDBSource) -> Option<Secret> {
-    let credentials = source.spec.auth.as_ref()?.credentials.as_ref()?;
+/// On the adapter's pod template when a sink URL has userinfo: the sinks
+/// without it (see `pod_annotations`).
+const SINKS_ANNOTATION: &str = "sources.triggermesh.io/sinks";
+/// The key of the credentials Secret holding a sink URL that has userinfo.
+const SINK_URL_KEY: &str = "sinkURL";
+/// The same for the dead-letter sink.
+const DEAD_LETTER_SINK_URL_KEY: &str = "deadLetterSinkURL";
+
+/// Literal credential values, and sink URLs carrying userinfo (a password),
+/// moved into a Secret owned by the source so the Deployment only ever
+/// references them.
+pub fn credentials_secret(source: &AWSDynamoDBSource, resolved: &Resolved) -> Option<Secret> {
     let mut data = BTreeMap::new();
-    if let Some(value) = &credentials.access_key_id.value {
-        data.insert("accessKeyID".to_owned(), value.clone());
-    }
-    if let Some(value) = &credentials.secret_access_key.value {
-        data.insert("secretAccessKey".to_owned(), value.clone());
-    }
-    if let Some(value) = credentials
-        .session_token
+    if let Some(credentials) = source
+        .spec
+        .auth
         .as_ref()
-        .and_then(|t| t.value.clone())
+        .and_then(|a| a.credentials.as_ref())
     {
-        data.insert("sessionToken".to_owned(), value);
+        if let Some(value) = &credentials.access_key_id.value {
+            data.insert("accessKeyID".to_owned(), value.clone());
+        }
+        if let Some(value) = &credentials.secret_access_key.value {
+            data.insert("secretAccessKey".to_owned(), value.clone());
+        }
+        if let Some(value) = credentials
+            .session_token
+            .as_ref()
+            .and_then(|t| t.value.clone())
+        {
+            data.insert("sessionToken".to_owned(), value);
+        }
+    }
+    if secret_url::has_userinfo(&resolved.sink) {
+        data.insert(SINK_URL_KEY.to_owned(), resolved.sink.to_string());
+    }
+    if let Some(dls) = resolved
+        .dead_letter_sink
+        .as_ref()
+        .filter(|url| secret_url::has_userinfo(url))
+    {
+        data.insert(DEAD_LETTER_SINK_URL_KEY.to_owned(), dls.to_string());
     }
     if data.is_empty() {
         return None;
@@ -279,14 +305,57 @@ fn namespace_env(name: &str) -> EnvVar {
     }
 }
 
+/// A sink URL for the adapter: as a value, or, when it has userinfo, by
+/// reference to the credentials Secret, so no password is in the Deployment.
+fn sink_env(name: &str, url: &Url, names: &Names, key: &str) -> EnvVar {
+    if !secret_url::has_userinfo(url) {
+        return env(name, url.as_str());
+    }
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: names.credentials.clone(),
+                key: key.to_owned(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// A sink URL with userinfo reaches the adapter through the credentials
+/// Secret, and a change of a Secret does not roll a Deployment: the sinks'
+/// addresses without userinfo go on the pod template instead, so a new host
+/// or path still rolls the adapter.
+fn pod_annotations(
+    mut annotations: Option<BTreeMap<String, String>>,
+    resolved: &Resolved,
+) -> Option<BTreeMap<String, String>> {
+    let sinks: Vec<&Url> = std::iter::once(&resolved.sink)
+        .chain(resolved.dead_letter_sink.as_ref())
+        .collect();
+    if sinks.iter().any(|url| secret_url::has_userinfo(url)) {
+        let shown: Vec<String> = sinks
+            .iter()
+            .map(|url| secret_url::without_userinfo(url).to_string())
+            .collect();
+        annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(SINKS_ANNOTATION.to_owned(), shown.join(" "));
+    }
+    annotations
+}
+
 /// The adapter's environment: exactly the contract `dynamodb-source adapter` reads.
 pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVar> {
     let spec = &source.spec;
     let names = Names::of(&source.name_any());
     let mut vars = vec![
-        env("K_SINK", resolved.sink.as_str()),
+        sink_env("K_SINK", &resolved.sink, &names, SINK_URL_KEY),
         env("ARN", spec.arn.as_str()),
-        env("CHECKPOINT_CONFIGMAP", names.checkpoint),
+        env("CHECKPOINT_CONFIGMAP", names.checkpoint.clone()),
         namespace_env("CHECKPOINT_NAMESPACE"),
         env("METRICS_PORT", METRICS_PORT.to_string()),
         env("LOG_FORMAT", "json"),
@@ -386,7 +455,12 @@ pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVa
         }
     }
     if let Some(dls) = &resolved.dead_letter_sink {
-        vars.push(env("K_DEAD_LETTER_SINK", dls.as_str()));
+        vars.push(sink_env(
+            "K_DEAD_LETTER_SINK",
+            dls,
+            &names,
+            DEAD_LETTER_SINK_URL_KEY,
+        ));
     }
     if let Some(ca) = &spec.sink.ca_certs {
         vars.push(env("K_CA_CERTS", ca.as_str()));
@@ -546,7 +620,7 @@ pub fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Deployment
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: overrides.annotations.clone(),
+                    annotations: pod_annotations(overrides.annotations.clone(), resolved),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -702,6 +776,69 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_password_reaches_the_adapter_only_by_secret_reference() {
+        let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
+        let with_userinfo = Resolved {
+            sink: Url::parse("https://hook:s3cret@sink.example/in").expect("url"),
+            dead_letter_sink: Some(Url::parse("https://dlq:d34d@dls.example/").expect("url")),
+            ..resolved()
+        };
+        let built = deployment(&source, &with_userinfo);
+        let text = serde_json::to_string(&built).expect("serializes");
+        assert!(!text.contains("s3cret") && !text.contains("d34d"), "{text}");
+        let env = env_of(&built);
+        for (name, key) in [
+            ("K_SINK", "sinkURL"),
+            ("K_DEAD_LETTER_SINK", "deadLetterSinkURL"),
+        ] {
+            let by_ref = env[name]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| (s.name.as_str(), s.key.as_str()));
+            assert_eq!(
+                by_ref,
+                Some(("awsdynamodbsource-orders-credentials", key)),
+                "{name}"
+            );
+        }
+        let annotations = built
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .unwrap_or_default();
+        assert_eq!(
+            annotations.get(SINKS_ANNOTATION).map(String::as_str),
+            Some("https://sink.example/in https://dls.example/"),
+            "a new host rolls the adapter"
+        );
+        let data = credentials_secret(&source, &with_userinfo)
+            .and_then(|s| s.string_data)
+            .expect("a Secret for the sink URLs");
+        assert_eq!(
+            data.get("sinkURL").map(String::as_str),
+            Some("https://hook:s3cret@sink.example/in")
+        );
+        assert_eq!(
+            data.get("deadLetterSinkURL").map(String::as_str),
+            Some("https://dlq:d34d@dls.example/")
+        );
+
+        // Without userinfo: a plain value, no Secret, no annotation.
+        let plain = deployment_env_value(&source);
+        assert_eq!(
+            plain.as_deref(),
+            Some("http://display.shop.svc.cluster.local/")
+        );
+        assert!(credentials_secret(&source, &resolved()).is_none());
+    }
+
+    fn deployment_env_value(source: &AWSDynamoDBSource) -> Option<String> {
+        value(&env_of(&deployment(source, &resolved())), "K_SINK")
+    }
+
+    #[test]
     fn credentials_reach_the_adapter_only_by_secret_reference() {
         let source = source(serde_json::json!({
             "arn": ARN,
@@ -741,7 +878,8 @@ mod tests {
             value(&env, "AWS_ASSUME_ROLE_ARN").as_deref(),
             Some("arn:aws:iam::123456789012:role/reader")
         );
-        let secret = credentials_secret(&source).expect("a Secret for the literal value");
+        let secret =
+            credentials_secret(&source, &resolved()).expect("a Secret for the literal value");
         assert_eq!(
             secret
                 .string_data

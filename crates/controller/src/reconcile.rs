@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dynamodb_source_api::SourceArn;
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
+use dynamodb_source_api::secret_url;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -225,7 +226,7 @@ async fn apply_objects(
     resolved: &Resolved,
 ) -> Result<(), Error> {
     let client = &ctx.client;
-    if let Some(secret) = builders::credentials_secret(source) {
+    if let Some(secret) = builders::credentials_secret(source, resolved) {
         apply::<Secret>(client, namespace, &secret).await?;
     }
     if let Some(account) = builders::service_account(source) {
@@ -291,7 +292,8 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
             .clone()
             .unwrap_or_else(|_| source.spec.arn.clone()),
         sink: match &sink {
-            Ok(url) => SinkObservation::Resolved(url.to_string()),
+            // Status and Events show the sink without its userinfo.
+            Ok(url) => SinkObservation::Resolved(secret_url::without_userinfo(url).to_string()),
             Err(problem) => SinkObservation::Failed(problem.clone()),
         },
         adapter,

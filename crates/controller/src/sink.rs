@@ -2,6 +2,7 @@
 //! the Addressable duck type, a core Service by its cluster DNS name.
 
 use dynamodb_source_api::resource::Destination;
+use dynamodb_source_api::secret_url;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
@@ -32,8 +33,13 @@ pub fn address_of(object: &Value) -> Option<&str> {
 
 /// `uri` alone, or relative to the referenced object's address.
 pub fn combine(base: Option<&str>, uri: Option<&str>) -> Result<Url, Problem> {
-    let invalid =
-        |what: &str, e: url::ParseError| Problem::new("SinkInvalid", format!("{what}: {e}"));
+    // Messages become status conditions and Events: never with a password.
+    let invalid = |what: &str, e: url::ParseError| {
+        Problem::new(
+            "SinkInvalid",
+            format!("{}: {e}", secret_url::redact_text(what)),
+        )
+    };
     let url = match (base, uri) {
         (Some(base), None) => Url::parse(base).map_err(|e| invalid(base, e))?,
         (Some(base), Some(uri)) => {
@@ -54,7 +60,10 @@ pub fn combine(base: Option<&str>, uri: Option<&str>) -> Result<Url, Problem> {
         "http" | "https" if url.host().is_some() => Ok(url),
         other => Err(Problem::new(
             "SinkInvalid",
-            format!("{url} has scheme {other:?}: only http and https sinks are supported"),
+            format!(
+                "{} has scheme {other:?}: only http and https sinks are supported",
+                secret_url::without_userinfo(&url)
+            ),
         )),
     }
 }
@@ -154,6 +163,14 @@ mod tests {
         );
         let url = combine(Some("http://svc.ns.svc.cluster.local"), Some("/events")).expect("joins");
         assert_eq!(url.as_str(), "http://svc.ns.svc.cluster.local/events");
+    }
+
+    #[test]
+    fn problems_never_show_a_sink_password() {
+        for uri in ["ftp://user:s3cret@host/", "http://user:s3cret@bad host/"] {
+            let problem = combine(None, Some(uri)).expect_err(uri);
+            assert!(!format!("{problem:?}").contains("s3cret"), "{problem:?}");
+        }
     }
 
     #[test]
