@@ -103,3 +103,101 @@ impl Body for Captured {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The interception is the most fragile code of the crate: it depends on
+    //! the SDK running its own length check before this interceptor, and on
+    //! the SDK accepting `{}` for GetRecords. These tests go through the real
+    //! SDK client and its HTTP stack against a loopback server.
+
+    use std::time::Duration;
+
+    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use crate::client::{StreamClient, StreamError};
+
+    /// Answers every request on one connection with `status` and `body`.
+    async fn server(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // One request: its head and its (small) body.
+                    while let Ok(n) = socket.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&request);
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .and_then(|v| v.trim().parse::<usize>().ok())
+                                })
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn client(endpoint: &str) -> StreamClient {
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::for_tests())
+            .endpoint_url(endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .timeout_config(
+                aws_sdk_dynamodbstreams::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .retry_config(aws_sdk_dynamodbstreams::config::retry::RetryConfig::disabled())
+            .build();
+        StreamClient::new(aws_sdk_dynamodbstreams::Client::from_conf(config))
+    }
+
+    #[tokio::test]
+    async fn a_successful_answer_reaches_the_parser_whole_despite_its_content_length() {
+        let body = r#"{"Records":[{"eventID":"e1","dynamodb":{"SequenceNumber":"100"}},{"eventID":"e2"}],"NextShardIterator":"next"}"#;
+        let endpoint = server("200 OK", body).await;
+        let page = client(&endpoint)
+            .records("iterator", 10)
+            .await
+            .expect("parsed");
+        assert_eq!(page.records.len(), 2);
+        assert!(page.records[0].get().contains("\"e1\""));
+        assert_eq!(page.next_iterator.as_deref(), Some("next"));
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_left_to_the_sdk_and_keeps_its_code() {
+        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ExpiredIteratorException","message":"too old"}"#;
+        let endpoint = server("400 Bad Request", body).await;
+        let error = client(&endpoint)
+            .records("iterator", 10)
+            .await
+            .expect_err("an error");
+        assert!(matches!(error, StreamError::ExpiredIterator(_)), "{error:?}");
+    }
+}

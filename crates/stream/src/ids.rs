@@ -29,11 +29,38 @@ impl fmt::Display for ShardId {
 
 /// The position of a record within its shard: a decimal number of 21 to 40 digits.
 ///
-/// Ordered numerically, not as text, because the API does not promise a fixed
-/// width.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Compared numerically, not as text, because the API does not promise a
+/// fixed width: equality, hashing and order all agree (`0100` is `100`). The
+/// text is kept as the API sent it, to be sent back. Deserialising checks the
+/// text as [`SequenceNumber::parse`] does, so a checkpoint with anything but
+/// digits in a sequence number is refused rather than trusted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SequenceNumber(String);
+pub struct SequenceNumber(#[serde(deserialize_with = "digits")] String);
+
+fn digits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match SequenceNumber::parse(&text) {
+        Some(_) => Ok(text),
+        None => Err(serde::de::Error::custom(format!(
+            "{text:?} is not a sequence number (1 to 64 decimal digits)"
+        ))),
+    }
+}
+
+impl PartialEq for SequenceNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.significant() == other.significant()
+    }
+}
+
+impl Eq for SequenceNumber {}
+
+impl std::hash::Hash for SequenceNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.significant().hash(state);
+    }
+}
 
 impl SequenceNumber {
     /// Accepts what the API returns; anything that is not a decimal number is rejected.
@@ -84,6 +111,27 @@ mod tests {
             seq("0100000000000000000000005").cmp(&seq("100000000000000000000005")),
             Ordering::Equal
         );
+    }
+
+    #[test]
+    fn equality_and_hashing_agree_with_the_order() {
+        use std::collections::HashSet;
+        let seq = |s| SequenceNumber::parse(s).expect("digits");
+        let (padded, plain) = (seq("0100000000000000000000005"), seq("100000000000000000000005"));
+        assert_eq!(padded, plain);
+        assert_eq!(HashSet::from([padded.clone(), plain]).len(), 1);
+        assert_eq!(padded.as_str(), "0100000000000000000000005", "sent back as received");
+        assert_ne!(seq("1"), seq("10"));
+    }
+
+    #[test]
+    fn deserialising_checks_the_digits() {
+        let ok: SequenceNumber = serde_json::from_str("\"000123\"").expect("digits");
+        assert_eq!(ok.as_str(), "000123");
+        for bad in ["\"12a\"", "\"\"", "\"-1\""] {
+            let err = serde_json::from_str::<SequenceNumber>(bad).expect_err(bad);
+            assert!(err.to_string().contains("not a sequence number"), "{err}");
+        }
     }
 
     #[test]
