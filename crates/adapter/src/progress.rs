@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_stream::checkpoint::{
     Checkpoint, CheckpointError, CheckpointStore, ShardProgress,
 };
@@ -202,7 +203,13 @@ impl Progress {
     /// failed saves. Changes made meanwhile are saved together at the end of
     /// the interval, so the last one is never left unsaved for longer.
     pub async fn write_loop(&self, stop: CancellationToken) {
-        let mut failures = 0u32;
+        // 200 ms more after each failed save in a row, up to 10 s.
+        let mut failures = Backoff::new(
+            Growth::Linear,
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+            Jitter::None,
+        );
         loop {
             tokio::select! {
                 _ = self.changed.notified() => {}
@@ -211,7 +218,7 @@ impl Progress {
             loop {
                 match self.flush().await {
                     Ok(()) => {
-                        failures = 0;
+                        failures.reset();
                         tokio::select! {
                             _ = tokio::time::sleep(self.interval) => {}
                             _ = stop.cancelled() => return,
@@ -219,8 +226,7 @@ impl Progress {
                         break;
                     }
                     Err(e) => {
-                        failures = failures.saturating_add(1);
-                        let pause = Duration::from_millis(200).saturating_mul(failures.min(50));
+                        let pause = failures.next_wait();
                         error!(error = %e, ?pause, "saving the checkpoint failed; delivery goes on and the save is retried");
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}

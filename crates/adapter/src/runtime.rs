@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::DeliveryMetrics;
 use dynamodb_source_delivery::sink::{self, Sink};
 use dynamodb_source_delivery::{Deliverer, EventFactory};
@@ -47,7 +48,12 @@ async fn probe_sink(url: Url, health: Arc<Health>, stop: CancellationToken) {
         return;
     };
     let port = url.port_or_known_default().unwrap_or(80);
-    let mut pause = Duration::from_millis(100);
+    let mut pause = Backoff::new(
+        Growth::Exponential,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        Jitter::None,
+    );
     loop {
         match tokio::net::TcpStream::connect((host.as_str(), port)).await {
             Ok(_) => {
@@ -58,10 +64,9 @@ async fn probe_sink(url: Url, health: Arc<Health>, stop: CancellationToken) {
             Err(e) => warn!(sink = %url, error = %e, "the sink is not reachable yet"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(pause.next_wait()) => {}
             _ = stop.cancelled() => return,
         }
-        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 

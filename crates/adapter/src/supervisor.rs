@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_stream::checkpoint::Checkpoint;
 use dynamodb_source_stream::lineage::{self, Origin};
 use dynamodb_source_stream::{
@@ -84,7 +85,13 @@ impl Supervisor {
             Some(_) => Origin::Resumed,
             None => Origin::FirstStart(self.starting_position),
         };
-        let mut failures = 0u32;
+        // 2 s more after each failure in a row, up to a minute.
+        let mut failures = Backoff::new(
+            Growth::Linear,
+            Duration::from_secs(2),
+            Duration::from_secs(60),
+            Jitter::None,
+        );
         let mut first = true;
         while !cancel.is_cancelled() {
             let wait = match self
@@ -93,14 +100,11 @@ impl Supervisor {
             {
                 Ok(()) => {
                     first = false;
-                    failures = 0;
+                    failures.reset();
                     self.discovery_interval
                 }
                 Err(problem) => {
-                    failures = failures.saturating_add(1);
-                    let wait = Duration::from_secs(2)
-                        .saturating_mul(failures)
-                        .min(Duration::from_secs(60));
+                    let wait = failures.next_wait();
                     warn!(%problem, retry_in = ?wait, "the stream cannot be read yet");
                     wait
                 }

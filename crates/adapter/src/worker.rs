@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cloudevents::AttributesReader;
 use dynamodb_source_api::{EventNameFilter, StreamArn};
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
 use dynamodb_source_delivery::{
     Connections, Deliverer, EventError, EventFactory, Outcome, Pacing, Prepared,
@@ -254,7 +255,14 @@ async fn read_ahead(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
-    let mut idle = Duration::ZERO;
+    // Idle shards are polled less and less often, 50 ms doubling to one read
+    // per `idle_poll_max`, which bounds the latency this adds.
+    let mut idle = Backoff::new(
+        Growth::Exponential,
+        Duration::from_millis(50),
+        shared.idle_poll_max,
+        Jitter::None,
+    );
     loop {
         let Ok(slot) = batches.reserve().await else {
             return;
@@ -294,15 +302,12 @@ async fn read_ahead(
                     shard: reader.shard().to_string(),
                 })
                 .set(0.0);
-            // Idle shards are polled less and less often, down to one read per
-            // `idle_poll_max`, which bounds the latency this adds.
-            idle = (idle * 2).clamp(Duration::from_millis(50), shared.idle_poll_max);
             tokio::select! {
-                _ = tokio::time::sleep(idle) => {}
+                _ = tokio::time::sleep(idle.next_wait()) => {}
                 _ = cancel.cancelled() => return,
             }
         } else {
-            idle = Duration::ZERO;
+            idle.reset();
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use dynamodb_source_api::SourceArn;
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
 use dynamodb_source_api::secret_url;
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -393,9 +394,13 @@ async fn announce(
 /// The wait before retrying a source that failed `failures` times in a row:
 /// 1 s doubling to 5 minutes, so a broken API server is not hammered.
 pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1)
-        .saturating_mul(1 << failures.saturating_sub(1).min(9))
-        .min(Duration::from_secs(300))
+    Backoff::new(
+        Growth::Exponential,
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+        Jitter::None,
+    )
+    .nominal(failures)
 }
 
 /// Errors are retried with exponential backoff per source; the next reconcile

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use rand::Rng;
+use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -86,28 +86,33 @@ impl DeliveryPolicy {
         self.retry.unwrap_or(Self::DEFAULT_RETRY)
     }
 
-    /// The wait before retry number `retry` (1-based), without jitter.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let retry = retry.max(1);
-        let delay = match self.backoff_policy {
-            BackoffPolicy::Exponential => self
-                .backoff_delay
-                .saturating_mul(2u32.saturating_pow((retry - 1).min(31))),
-            BackoffPolicy::Linear => self.backoff_delay.saturating_mul(retry),
+    /// The schedule of waits between attempts: Knative's policy, spread by
+    /// ±20% so that many shards retrying one sink do not do it in lockstep.
+    fn schedule(&self) -> Backoff {
+        let growth = match self.backoff_policy {
+            BackoffPolicy::Exponential => Growth::Exponential,
+            BackoffPolicy::Linear => Growth::Linear,
         };
-        delay.min(self.max_backoff)
+        Backoff::new(
+            growth,
+            self.backoff_delay,
+            self.max_backoff,
+            Jitter::Spread(0.2),
+        )
     }
 
-    /// The wait before retry `retry`, spread by ±20% so that many shards
-    /// retrying one sink do not do it in lockstep; a server's `Retry-After`
+    /// The wait before retry number `retry` (1-based), without jitter.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.schedule().nominal(retry)
+    }
+
+    /// The wait before retry `retry`, with jitter; a server's `Retry-After`
     /// is honoured as given (up to the maximum backoff).
     pub fn wait(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(after) = retry_after {
             return after.min(self.max_backoff);
         }
-        let base = self.backoff(retry);
-        let spread = rand::rng().random_range(0.8..=1.2);
-        base.mul_f64(spread).min(self.max_backoff)
+        self.schedule().wait(retry)
     }
 }
 

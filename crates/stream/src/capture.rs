@@ -198,6 +198,9 @@ mod tests {
             .records("iterator", 10)
             .await
             .expect_err("an error");
-        assert!(matches!(error, StreamError::ExpiredIterator(_)), "{error:?}");
+        assert!(
+            matches!(error, StreamError::ExpiredIterator(_)),
+            "{error:?}"
+        );
     }
 }

@@ -117,10 +117,17 @@ mod tests {
     fn equality_and_hashing_agree_with_the_order() {
         use std::collections::HashSet;
         let seq = |s| SequenceNumber::parse(s).expect("digits");
-        let (padded, plain) = (seq("0100000000000000000000005"), seq("100000000000000000000005"));
+        let (padded, plain) = (
+            seq("0100000000000000000000005"),
+            seq("100000000000000000000005"),
+        );
         assert_eq!(padded, plain);
         assert_eq!(HashSet::from([padded.clone(), plain]).len(), 1);
-        assert_eq!(padded.as_str(), "0100000000000000000000005", "sent back as received");
+        assert_eq!(
+            padded.as_str(),
+            "0100000000000000000000005",
+            "sent back as received"
+        );
         assert_ne!(seq("1"), seq("10"));
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamodb_source_api::StreamArn;
-use rand::Rng;
+use dynamodb_source_backoff::Backoff;
 use tracing::{info, warn};
 
 use crate::client::{StreamClient, StreamError};
@@ -54,30 +54,6 @@ pub struct ShardGone {
     pub reason: String,
 }
 
-/// Exponential backoff with full jitter for API errors.
-#[derive(Debug, Clone)]
-struct Pause {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Pause {
-    fn next(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
 /// Reads one shard batch by batch.
 ///
 /// Every record handed out is delivered (or the whole task is abandoned and
@@ -98,7 +74,9 @@ pub struct ShardReader {
     latest_opened_at: Option<i64>,
     skip_created_before: Option<i64>,
     trimmed: Option<String>,
-    pause: Pause,
+    /// Waits after API errors: 100 ms doubling to 20 s, each between half
+    /// and all of that.
+    pause: Backoff,
     metrics: StreamMetrics,
     size: Share,
     /// What discovery last saw, to confirm that a shard really ended.
@@ -153,11 +131,7 @@ impl ShardReader {
             latest_opened_at: None,
             skip_created_before: assignment.skip_created_before,
             trimmed: None,
-            pause: Pause {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(20),
-                attempt: 0,
-            },
+            pause: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(20)),
             metrics,
             size: size.join(),
             listing,
@@ -358,13 +332,13 @@ impl ShardReader {
             }
             StreamError::Throttled(message) => {
                 self.metrics.call(CallResult::Throttled);
-                let pause = self.pause.next();
+                let pause = self.pause.next_wait();
                 info!(shard = %self.shard, ?pause, %message, "throttled, backing off");
                 tokio::time::sleep(pause).await;
             }
             StreamError::Transient(message) | StreamError::Other(message) => {
                 self.metrics.call(CallResult::Error);
-                let pause = self.pause.next();
+                let pause = self.pause.next_wait();
                 warn!(shard = %self.shard, ?pause, %message, "reading the shard failed, retrying");
                 // Retry the same iterator (still valid for 15 minutes) unless it
                 // keeps failing, in which case it may be the cause.
@@ -376,28 +350,5 @@ impl ShardReader {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pause_grows_to_its_bound_with_jitter_and_resets() {
-        let mut pause = Pause {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-            attempt: 0,
-        };
-        let first = pause.next();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        for _ in 0..10 {
-            assert!(pause.next() <= Duration::from_secs(2));
-        }
-        let late = pause.next();
-        assert!(late >= Duration::from_secs(1), "{late:?}");
-        pause.reset();
-        assert!(pause.next() <= Duration::from_millis(100));
     }
 }
