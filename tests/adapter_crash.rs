@@ -3,13 +3,16 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
 use support::moto::Moto;
 use support::receiver::Receiver;
-use support::{checkpointed, eventually, seq_key};
+use support::{
+    Keyed, assert_delivered, assert_delivered_keyed, checkpointed, eventually, first_arrivals,
+    records_per_key, seq_key,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_nothing_and_repeats_only_what_was_in_flight() {
@@ -85,32 +88,11 @@ async fn sigkill_during_writes_loses_nothing_and_repeats_only_what_was_in_flight
     );
 
     // Per item, first deliveries follow the stream's order.
-    let key = |r: &support::receiver::Received| {
-        r.header("ce-partitionkey").unwrap_or_default().to_owned()
-    };
-    let mut seen = HashSet::new();
-    let mut delivered: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in sink.acknowledged() {
-        if seen.insert(r.id()) {
-            delivered.entry(key(&r)).or_default().push(r.id());
-        }
-    }
-    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in &truth {
-        let pk = match r
-            .dynamodb()
-            .and_then(|d| d.keys())
-            .and_then(|k| k.get("pk"))
-        {
-            Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(pk)) => format!("pk={pk}"),
-            other => panic!("unexpected key {other:?}"),
-        };
-        expected
-            .entry(pk)
-            .or_default()
-            .push(r.event_id().expect("id").to_owned());
-    }
-    assert_eq!(delivered, expected, "per-item order survives the crashes");
+    assert_delivered(
+        &first_arrivals(&sink.acknowledged()),
+        &records_per_key(&truth),
+        "per-item order survives the crashes: every record, first deliveries in order per key",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +140,30 @@ async fn the_official_python_sdk_parses_every_event() {
     let _ = display.kill();
     let _ = display.wait();
     assert!(adapter.terminate(Duration::from_secs(30)).await.success());
-    for (line, record) in lines.iter().zip(&truth) {
+    // Records of different keys arrive in any order: each line is matched
+    // to its record by id, and the lines are checked as every record once,
+    // in order per key.
+    let arrived: Vec<Keyed> = lines
+        .iter()
+        .map(|line| {
+            let attrs = &line["attributes"];
+            (
+                attrs["partitionkey"].as_str().map(str::to_owned),
+                attrs["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_delivered_keyed(
+        &arrived,
+        &records_per_key(&truth),
+        "the display parsed every event once, in order per key",
+    );
+    let by_id: HashMap<&str, &serde_json::Value> = lines
+        .iter()
+        .map(|line| (line["attributes"]["id"].as_str().unwrap_or_default(), line))
+        .collect();
+    for record in &truth {
+        let line = by_id[record.event_id().expect("id")];
         let attrs = &line["attributes"];
         assert_eq!(attrs["id"], record.event_id().expect("id"));
         assert_eq!(attrs["type"], "com.amazon.dynamodb.stream_record");

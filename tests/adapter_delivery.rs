@@ -1,16 +1,23 @@
 //! Sink faults: retries, Retry-After, dead letters, timeouts, a sink that is
-//! down, and a checkpoint that never passes an unacknowledged record.
+//! down, and a checkpoint that never passes an unacknowledged record; and
+//! strict one-at-a-time delivery with `DELIVERY_PARALLELISM=1`.
+//!
+//! Records of different item keys are delivered concurrently (issue 17), so
+//! what the sink gets is checked as every record exactly once and, per item
+//! key, in stream order; which record meets a scripted failure is whichever
+//! the sink saw first, not necessarily the first written.
 
 mod support;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
 use support::moto::Moto;
 use support::receiver::{Receiver, Reply};
-use support::{eventually, seq_key};
+use support::{PerKey, assert_delivered, eventually, first_arrivals, seq_key};
 
 struct Setup {
     moto: Moto,
@@ -60,6 +67,11 @@ impl Setup {
             .collect()
     }
 
+    /// The stream's records per item key, in stream order.
+    async fn truth_per_key(&self) -> PerKey {
+        support::records_per_key(&self.moto.stream_records(&self.table).await)
+    }
+
     async fn sequence_of(&self, id: &str) -> String {
         self.moto
             .stream_records(&self.table)
@@ -88,13 +100,39 @@ async fn wait_for_all(sink: &Receiver, truth: &[String]) {
     .await;
 }
 
-/// First acknowledgement of each id, in order.
-fn first_acks(sink: &Receiver) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    sink.acknowledged_ids()
-        .into_iter()
-        .filter(|id| seen.insert(id.clone()))
+/// `per_key` without the event `id`.
+fn without(per_key: &PerKey, id: &str) -> PerKey {
+    per_key
+        .iter()
+        .map(|(key, ids)| {
+            (
+                key.clone(),
+                ids.iter().filter(|i| *i != id).cloned().collect(),
+            )
+        })
+        .filter(|(_, ids): &(_, Vec<String>)| !ids.is_empty())
         .collect()
+}
+
+/// A sink that answers 503 to every attempt at the first event it is sent
+/// (whichever that is) and 202 to everything else; and that event's id, once
+/// it came.
+fn sink_failing_the_first_event() -> (support::receiver::Behaviour, Arc<Mutex<Option<String>>>) {
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
+    let chosen = first.clone();
+    let behaviour: support::receiver::Behaviour = Arc::new(move |_, headers| {
+        let id = headers
+            .get("ce-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mut first = chosen.lock().expect("lock");
+        if first.get_or_insert_with(|| id.to_owned()) == id {
+            Reply::status(503)
+        } else {
+            Reply::status(202)
+        }
+    });
+    (behaviour, first)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,10 +153,10 @@ async fn server_errors_and_429_are_retried_until_delivered_in_order() {
     s.write(8, 1);
     let truth = s.truth().await;
     wait_for_all(&sink, &truth).await;
-    assert_eq!(
-        sink.acknowledged_ids(),
-        truth,
-        "each record acknowledged once, in order"
+    assert_delivered(
+        &sink.acknowledged(),
+        &s.truth_per_key().await,
+        "each record acknowledged once, in order per key",
     );
     assert!(
         sink.requests().len() >= truth.len() + 6,
@@ -178,12 +216,17 @@ async fn a_rejected_event_goes_to_the_dead_letter_sink_at_once_and_the_rest_foll
     s.write(6, 3);
     let truth = s.truth().await;
     eventually("the rest delivered", Duration::from_secs(60), async || {
-        (sink.acknowledged().len() + 1 >= truth.len()).then_some(())
+        (sink.acknowledged().len() + 1 >= truth.len() && !dead_letters.requests().is_empty())
+            .then_some(())
     })
     .await;
+    // The first request the sink saw was refused: the first record of its
+    // key, though records of other keys may have been sent with it.
+    let rejected = sink.requests()[0].id();
+    assert!(truth.contains(&rejected), "{rejected} is a stream record");
     let dead = dead_letters.acknowledged();
     assert_eq!(dead.len(), 1, "exactly the rejected event is dead-lettered");
-    assert_eq!(dead[0].id(), truth[0]);
+    assert_eq!(dead[0].id(), rejected);
     assert_eq!(dead[0].header("ce-knativeerrorcode"), Some("400"));
     assert_eq!(
         dead[0].header("ce-knativeerrordest"),
@@ -192,12 +235,25 @@ async fn a_rejected_event_goes_to_the_dead_letter_sink_at_once_and_the_rest_foll
     assert_eq!(
         sink.requests()
             .iter()
-            .filter(|r| r.id() == truth[0])
+            .filter(|r| r.id() == rejected)
             .count(),
         1,
         "a 400 is not retried"
     );
-    assert_eq!(sink.acknowledged_ids(), truth[1..].to_vec());
+    let truth_per_key = s.truth_per_key().await;
+    assert_eq!(
+        truth_per_key
+            .values()
+            .find(|ids| ids.contains(&rejected))
+            .map(|ids| &ids[0]),
+        Some(&rejected),
+        "the refused record is the first of its key"
+    );
+    assert_delivered(
+        &sink.acknowledged(),
+        &without(&truth_per_key, &rejected),
+        "the rest acknowledged once each, in order per key",
+    );
     assert_eq!(
         adapter
             .metric("dynamodb_source_dead_lettered_total{reason=\"rejected\"}")
@@ -210,17 +266,10 @@ async fn a_rejected_event_goes_to_the_dead_letter_sink_at_once_and_the_rest_foll
 async fn exhausted_retries_go_to_the_dead_letter_sink() {
     let s = setup("exhausted").await;
     let dead_letters = Receiver::accepting().await;
-    let sink = Receiver::start(
-        0,
-        Arc::new(|i, _| {
-            if i < 3 {
-                Reply::status(503)
-            } else {
-                Reply::status(202)
-            }
-        }),
-    )
-    .await;
+    // Every attempt at the first event the sink sees fails; the others,
+    // possibly sent alongside it, succeed.
+    let (behaviour, failing) = sink_failing_the_first_event();
+    let sink = Receiver::start(0, behaviour).await;
     let env = s
         .env(&sink.url)
         .set("K_DEAD_LETTER_SINK", &dead_letters.url)
@@ -229,22 +278,35 @@ async fn exhausted_retries_go_to_the_dead_letter_sink() {
     adapter.wait_ready().await;
     s.write(3, 4);
     let truth = s.truth().await;
-    eventually("the rest delivered", Duration::from_secs(60), async || {
-        (sink.acknowledged().len() + 1 >= truth.len()).then_some(())
-    })
+    eventually(
+        "the failing event dead-lettered and the rest delivered",
+        Duration::from_secs(60),
+        async || {
+            (sink.acknowledged().len() + 1 >= truth.len() && !dead_letters.requests().is_empty())
+                .then_some(())
+        },
+    )
     .await;
-    assert_eq!(dead_letters.acknowledged_ids(), vec![truth[0].clone()]);
+    let failing = failing
+        .lock()
+        .expect("lock")
+        .clone()
+        .expect("a first event");
+    assert!(truth.contains(&failing), "{failing} is a stream record");
+    assert_eq!(dead_letters.acknowledged_ids(), vec![failing.clone()]);
     assert_eq!(
         dead_letters.acknowledged()[0].header("ce-knativeerrorcode"),
         Some("503")
     );
     assert_eq!(
-        sink.requests()
-            .iter()
-            .filter(|r| r.id() == truth[0])
-            .count(),
+        sink.requests().iter().filter(|r| r.id() == failing).count(),
         3,
         "1 attempt + 2 retries"
+    );
+    assert_delivered(
+        &sink.acknowledged(),
+        &without(&s.truth_per_key().await, &failing),
+        "the rest acknowledged once each, in order per key",
     );
     assert_eq!(
         adapter
@@ -274,12 +336,42 @@ async fn a_sink_that_times_out_is_retried_and_nothing_is_lost() {
     s.write(5, 5);
     let truth = s.truth().await;
     wait_for_all(&sink, &truth).await;
-    let ids: Vec<String> = sink.requests().iter().map(|r| r.id()).collect();
-    let mut expected = vec![truth[0].clone()];
-    expected.extend(truth.iter().cloned());
+    // The first request timed out (its late 202 never reached the adapter);
+    // per key, it is sent again before anything else of its key, and every
+    // other record once, in order. The receiver logs the timed-out request
+    // with the status it was going to answer, so all requests are compared.
+    let timed_out = sink.requests()[0].id();
+    // The others, of other keys, need not wait for its retry.
+    eventually(
+        "the timed-out event sent again",
+        Duration::from_secs(60),
+        async || {
+            (sink
+                .requests()
+                .iter()
+                .filter(|r| r.id() == timed_out)
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let requests = sink.requests();
+    let mut expected = s.truth_per_key().await;
+    let of_key = expected
+        .values_mut()
+        .find(|ids| ids.contains(&timed_out))
+        .expect("the timed-out event is a stream record");
     assert_eq!(
-        ids, expected,
-        "after the timeout, the same event was retried first, then the rest in order"
+        of_key[0], timed_out,
+        "the first request is the first of its key"
+    );
+    of_key.insert(0, timed_out.clone());
+    assert_eq!(
+        support::received_per_key(&requests),
+        expected,
+        "after the timeout, the same event was retried before the rest of its key; \
+         per key, every other record once, in order"
     );
     assert!(
         adapter
@@ -313,7 +405,11 @@ async fn a_sink_that_is_down_for_a_while_loses_nothing() {
     let sink = Receiver::start(port, Arc::new(|_, _| Reply::status(202))).await;
     let truth = s.truth().await;
     wait_for_all(&sink, &truth).await;
-    assert_eq!(sink.acknowledged_ids(), truth);
+    assert_delivered(
+        &sink.acknowledged(),
+        &s.truth_per_key().await,
+        "every record once, in order per key, once the sink is up",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,6 +417,9 @@ async fn checkpoint_never_passes_an_unacknowledged_record() {
     let s = setup("unacked").await;
     let healthy = Arc::new(AtomicBool::new(false));
     let flag = healthy.clone();
+    // The first two requests are acknowledged, every other one fails until
+    // the sink turns healthy. Records of different keys are sent together,
+    // so which two records were acknowledged is whichever came first.
     let sink = Receiver::start(
         0,
         Arc::new(move |i, _| {
@@ -336,22 +435,30 @@ async fn checkpoint_never_passes_an_unacknowledged_record() {
     adapter.wait_ready().await;
     s.write(6, 7);
     let truth = s.truth().await;
-    eventually(
-        "the third record failing repeatedly",
+    // The oldest record not acknowledged: everything of its key before it
+    // was, so it is being sent, and fails again and again.
+    let (acked, failing) = eventually(
+        "the oldest unacknowledged record failing repeatedly",
         Duration::from_secs(60),
         async || {
-            (sink
-                .requests()
-                .iter()
-                .filter(|r| r.id() == truth[2])
-                .count()
-                >= 3)
-                .then_some(())
+            let requests = sink.requests();
+            let acked: HashSet<String> = sink.acknowledged_ids().into_iter().collect();
+            let failing = truth.iter().find(|id| !acked.contains(*id))?;
+            (acked.len() == 2 && requests.iter().filter(|r| &r.id() == failing).count() >= 3)
+                .then(|| (acked, failing.clone()))
         },
     )
     .await;
-    let acked_seq = s.sequence_of(&truth[1]).await;
-    let failing_seq = s.sequence_of(&truth[2]).await;
+    let position = truth
+        .iter()
+        .position(|id| *id == failing)
+        .expect("in truth");
+    let delivered_prefix = &truth[..position];
+    let acked_seq = match delivered_prefix.last() {
+        Some(id) => s.sequence_of(id).await,
+        None => String::new(),
+    };
+    let failing_seq = s.sequence_of(&failing).await;
     let assert_checkpoint = |when: &str| {
         let checkpointed = s.checkpointed().unwrap_or_default();
         assert!(
@@ -366,16 +473,98 @@ async fn checkpoint_never_passes_an_unacknowledged_record() {
     assert_eq!(
         assert_checkpoint("after shutdown"),
         acked_seq,
-        "at the last acknowledged record"
+        "at the last record before which every record was acknowledged \
+         (acknowledged: {acked:?}, the stream: {truth:?})"
     );
 
     healthy.store(true, Ordering::SeqCst);
+    let before_restart = sink.requests().len();
     let mut adapter = AdapterProcess::spawn(&s.env(&sink.url), s.dir.path());
     adapter.wait_ready().await;
     wait_for_all(&sink, &truth).await;
+    let resent: Vec<String> = sink.requests()[before_restart..]
+        .iter()
+        .map(|r| r.id())
+        .filter(|id| delivered_prefix.contains(id))
+        .collect();
     assert_eq!(
-        first_acks(&sink),
-        truth,
-        "resumed at the unacknowledged record"
+        resent,
+        Vec::<String>::new(),
+        "resumed at the checkpoint: nothing before it is sent again"
     );
+    let acknowledged = sink.acknowledged();
+    assert_delivered(
+        &first_arrivals(&acknowledged),
+        &s.truth_per_key().await,
+        "resumed at the unacknowledged record: every record, first acknowledgements in order per key",
+    );
+    // Only records acknowledged past the checkpoint before the restart may
+    // be acknowledged again.
+    let mut seen = HashSet::new();
+    let repeated: HashSet<String> = acknowledged
+        .iter()
+        .map(|r| r.id())
+        .filter(|id| !seen.insert(id.clone()))
+        .collect();
+    let allowed: HashSet<String> = acked
+        .iter()
+        .filter(|id| !delivered_prefix.contains(*id))
+        .cloned()
+        .collect();
+    assert!(
+        repeated.is_subset(&allowed),
+        "acknowledged twice: {repeated:?}; only those acknowledged past the checkpoint may be: {allowed:?}"
+    );
+}
+
+/// `DELIVERY_PARALLELISM=1` is the strict per-shard order TriggerMesh's
+/// source delivered in: records of every key in exact stream order, one
+/// request at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallelism_one_delivers_a_shard_strictly_in_stream_order_one_request_at_a_time() {
+    let s = setup("strict").await;
+    // Written before the adapter starts, so that they are read in one batch,
+    // whose records of different keys would otherwise be sent together.
+    s.write(24, 8);
+    let truth = s.truth().await;
+    let keys = s.truth_per_key().await;
+    assert!(
+        keys.len() >= 3,
+        "the workload wrote several keys: {:?}",
+        keys.keys()
+    );
+    // Every answer takes a while: a second request while one is open would
+    // arrive less than this after it.
+    let answer_delay = Duration::from_millis(40);
+    let sink = Receiver::start(
+        0,
+        Arc::new(move |_, _| Reply::status(202).delay(answer_delay)),
+    )
+    .await;
+    let env = s.env(&sink.url).set("DELIVERY_PARALLELISM", "1");
+    let mut adapter = AdapterProcess::spawn(&env, s.dir.path());
+    adapter.wait_ready().await;
+    wait_for_all(&sink, &truth).await;
+
+    assert_eq!(
+        sink.acknowledged_ids(),
+        truth,
+        "every record once, in exact stream order across keys"
+    );
+    let requests = sink.requests();
+    assert_eq!(requests.len(), truth.len(), "no request repeated");
+    // `at` is when a request arrived; its answer left `answer_delay` later.
+    let overlapping: Vec<(usize, Duration)> = requests
+        .windows(2)
+        .enumerate()
+        .map(|(n, pair)| (n + 1, pair[1].at.duration_since(pair[0].at)))
+        .filter(|(_, gap)| *gap < answer_delay)
+        .collect();
+    assert_eq!(
+        overlapping,
+        Vec::new(),
+        "requests (index, time since the one before) that arrived while the one before was \
+         still unanswered ({answer_delay:?} to answer)"
+    );
+    assert!(adapter.terminate(Duration::from_secs(30)).await.success());
 }

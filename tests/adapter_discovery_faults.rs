@@ -11,6 +11,10 @@
 //! - `/readyz` at a `LATEST` first start means every shard's position is held;
 //! - malformed records get distinct ids, records without `Keys` are delivered
 //!   without `subject` and `partitionkey`.
+//!
+//! Records of different item keys are delivered concurrently (issue 17), so
+//! what the sinks get is checked as every record exactly once and, per item
+//! key, in stream order.
 
 mod support;
 
@@ -24,9 +28,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use support::adapter::{AdapterEnv, AdapterProcess};
-use support::eventually;
-use support::fake_streams::{Change, FakeStreams, Op, Written};
+use support::fake_streams::{Change, FakeStreams, Op, Written, written_per_key};
 use support::receiver::{Received, Receiver, Reply};
+use support::{assert_delivered, eventually};
 
 /// The longest any single wait in these tests may take (a loaded 2-core
 /// machine runs several adapters at once).
@@ -298,7 +302,11 @@ async fn userinfo_in_k_sink_is_sent_as_basic_authorization() {
         Vec::new(),
         "every request carries Authorization: {expected}"
     );
-    assert_eq!(rig.sink.acknowledged_ids(), ids(&written));
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(&written),
+        "every record once, in order per key",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +351,11 @@ async fn userinfo_in_k_dead_letter_sink_is_sent_as_basic_authorization() {
         Vec::new(),
         "every dead letter carries Authorization: {expected}"
     );
-    assert_eq!(dead_letters.acknowledged_ids(), ids(&written));
+    assert_delivered(
+        &dead_letters.acknowledged(),
+        &written_per_key(&written),
+        "every refused record dead-lettered once, in order per key",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +388,11 @@ async fn dead_lettered_events_never_carry_the_sinks_password() {
             letter.id()
         );
     }
-    assert_eq!(dead_letters.acknowledged_ids(), ids(&written));
+    assert_delivered(
+        &dead_letters.acknowledged(),
+        &written_per_key(&written),
+        "every refused record dead-lettered once, in order per key",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,31 +467,11 @@ async fn a_parent_missing_from_one_describe_stream_answer_still_holds_its_childr
     rig.delivered(parent_records.len() + child_records.len())
         .await;
 
-    let received = rig.sink.acknowledged_ids();
-    let key_of = |id: &String| {
-        parent_records
-            .iter()
-            .chain(&child_records)
-            .find(|w| &w.event_id == id)
-            .map(|w| w.key.clone())
-    };
-    for key in ["k0", "k1", "k2", "k3"] {
-        let for_key: Vec<&String> = received
-            .iter()
-            .filter(|id| key_of(id).as_deref() == Some(key))
-            .collect();
-        let expected: Vec<&String> = parent_records
-            .iter()
-            .chain(&child_records)
-            .filter(|w| w.key == key)
-            .map(|w| &w.event_id)
-            .collect();
-        assert_eq!(
-            for_key, expected,
-            "{key}: the parent's changes, then the child's, once each"
-        );
-    }
-    assert_eq!(received.len(), 16, "no duplicates: {received:?}");
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(parent_records.iter().chain(&child_records)),
+        "per key (k0 to k3), the parent's changes, then the child's, once each",
+    );
     assert_eq!(
         rig.fake.read_before_parent_end(),
         Vec::<String>::new(),
@@ -542,10 +538,10 @@ async fn a_describe_stream_answer_with_no_shards_does_not_wipe_progress() {
     })
     .await;
 
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&parent_records), ids(&marker)].concat(),
-        "no record of the finished parent is delivered twice"
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(parent_records.iter().chain(&marker)),
+        "no record of the finished parent is delivered twice; per key, the parent's, then the child's",
     );
     let parent_iterators: Vec<_> = rig
         .fake
@@ -587,9 +583,10 @@ async fn a_missing_next_shard_iterator_on_a_shard_listed_as_open_does_not_finish
         async || (rig.sink.acknowledged().len() >= before.len() + after.len()).then_some(()),
     )
     .await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&before), ids(&after)].concat()
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(before.iter().chain(&after)),
+        "every record once, in order per key, across the answer without NextShardIterator",
     );
 
     assert!(adapter.terminate(WITHIN).await.success());
@@ -606,10 +603,10 @@ async fn a_missing_next_shard_iterator_on_a_shard_listed_as_open_does_not_finish
     adapter.wait_ready().await;
     rig.delivered(before.len() + after.len() + later.len())
         .await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&before), ids(&after), ids(&later)].concat(),
-        "every record once, in order, across the restart"
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(before.iter().chain(&after).chain(&later)),
+        "every record once, in order per key, across the restart",
     );
 }
 
@@ -662,10 +659,10 @@ async fn readyz_at_a_latest_start_means_every_shards_first_position_is_held() {
         "{} of {SHARDS} records written once /readyz said 200 were lost, on shards {lost:?}",
         lost.len()
     );
-    assert_eq!(
-        received.len(),
-        SHARDS,
-        "only the records written after the start, once each"
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(&written),
+        "only the records written after the start, once each",
     );
 }
 
@@ -728,12 +725,24 @@ async fn a_record_without_keys_is_delivered_without_subject_and_partitionkey() {
     adapter.wait_ready().await;
     rig.delivered(2).await;
 
+    // Two keys, none and `pk=b`: the two may arrive in either order.
     let received = rig.sink.acknowledged();
-    assert_eq!(
-        received.iter().map(Received::id).collect::<Vec<_>>(),
-        [keyless.event_id.clone(), keyed[0].event_id.clone()]
+    assert_delivered(
+        &received,
+        &support::per_key([
+            (None, keyless.event_id.clone()),
+            (Some(keyed[0].partition_key()), keyed[0].event_id.clone()),
+        ]),
+        "both records once, the keyless one without a key",
     );
-    let (without, with) = (&received[0], &received[1]);
+    let event = |id: &str| {
+        received
+            .iter()
+            .find(|r| r.id() == id)
+            .expect("delivered")
+            .clone()
+    };
+    let (without, with) = (&event(&keyless.event_id), &event(&keyed[0].event_id));
     assert_eq!(
         (
             without.header("ce-subject"),

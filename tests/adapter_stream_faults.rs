@@ -1,7 +1,9 @@
 //! The adapter binary against a scripted fake of the DynamoDB Streams API:
 //! the failures and shapes of a real stream that moto cannot produce (expired
 //! iterators, throttling, trimming, shard splits, many shards, server errors,
-//! a table without a stream), each checked end to end at the sink.
+//! a table without a stream), each checked end to end at the sink: every
+//! record exactly once, and the records of each item key in stream order
+//! (records of different keys are delivered concurrently, issue 17).
 
 mod support;
 
@@ -9,9 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
-use support::eventually;
-use support::fake_streams::{Change, FakeStreams, Fault, Op, Written};
+use support::fake_streams::{Change, FakeStreams, Fault, Op, Written, written_per_key};
 use support::receiver::Receiver;
+use support::{assert_delivered, assert_key_order, eventually};
 
 /// The longest any single wait in these tests may take.
 const WITHIN: Duration = Duration::from_secs(20);
@@ -66,15 +68,16 @@ impl Rig {
     }
 
     /// Starts the adapter and waits until the sink has every record of
-    /// `written`, once each and in order; `after` names the fault survived.
+    /// `written`, once each and in order per item key; `after` names the
+    /// fault survived.
     async fn deliver_all(&self, written: &[Written], after: &str) -> AdapterProcess {
         let mut adapter = self.spawn();
         adapter.wait_ready().await;
         self.delivered(written.len()).await;
-        assert_eq!(
-            self.sink.acknowledged_ids(),
-            ids(written),
-            "every record once, in order, after {after}"
+        assert_delivered(
+            &self.sink.acknowledged(),
+            &written_per_key(written),
+            &format!("every record once, in order per key, after {after}"),
         );
         adapter
     }
@@ -156,10 +159,10 @@ async fn expired_iterator_is_reacquired_from_the_checkpoint_without_loss_or_dupl
 
     let second = rig.fake.append(&shard, changes(3, 10, 10));
     rig.delivered(20).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&first), ids(&second)].concat(),
-        "every record once, in order, across the expiries"
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(first.iter().chain(&second)),
+        "every record once, in order per key, across the expiries",
     );
     assert!(
         adapter
@@ -247,10 +250,11 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
     let mut adapter = AdapterProcess::spawn(&env, rig.dir.path());
     adapter.wait_ready().await;
     rig.delivered(10 + 6).await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&first), ids(&second[4..])].concat(),
-        "after the trimmed gap, the oldest record still held and everything after it"
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(first.iter().chain(&second[4..])),
+        "after the trimmed gap, the oldest record still held and everything after it, \
+         once each, in order per key",
     );
     let events: kube::Api<k8s_openapi::api::events::v1::Event> =
         kube::Api::namespaced(cluster.admin().await, &namespace);
@@ -317,33 +321,23 @@ async fn child_shards_are_read_only_after_their_parent_ends() {
     adapter.wait_ready().await;
     rig.delivered(8 + 8).await;
 
-    let received = rig.sink.acknowledged_ids();
-    assert_eq!(received.len(), 16, "no duplicates: {received:?}");
+    // Per key, the parent's changes and then the child's, once each.
+    let received = rig.sink.acknowledged();
+    assert_delivered(
+        &received,
+        &written_per_key(parent_records.iter().chain(child_records.iter().flatten())),
+        "every record once; per key, the parent's changes, then the child's",
+    );
+    // The parent is finished, its records all settled, before a child is
+    // read: its records arrive first (among themselves, in any key order).
+    let mut first_eight: Vec<String> = received[..8].iter().map(|r| r.id()).collect();
+    let mut parent_ids = ids(&parent_records);
+    first_eight.sort();
+    parent_ids.sort();
     assert_eq!(
-        received[..8],
-        ids(&parent_records)[..],
+        first_eight, parent_ids,
         "every parent record before any child record"
     );
-    for (n, child) in child_records.iter().enumerate() {
-        let key = format!("pk=k{n}");
-        let for_key: Vec<String> = rig
-            .sink
-            .acknowledged()
-            .iter()
-            .filter(|r| r.header("ce-partitionkey") == Some(key.as_str()))
-            .map(|r| r.id())
-            .collect();
-        let expected: Vec<String> = parent_records
-            .iter()
-            .chain(child)
-            .filter(|w| format!("pk={}", w.key) == key)
-            .map(|w| w.event_id.clone())
-            .collect();
-        assert_eq!(
-            for_key, expected,
-            "{key}: parent's changes, then the child's"
-        );
-    }
     assert_eq!(rig.fake.first_reads().first(), Some(&parent));
     assert_eq!(
         rig.fake.read_before_parent_end(),
@@ -385,21 +379,23 @@ async fn closed_shard_final_response_with_records_is_delivered() {
     let last = rig.fake.append_and_close(&closing, changes(2, 3, 200));
     rig.delivered(5 + 3 + 3).await;
 
-    let received = rig.sink.acknowledged_ids();
-    assert_eq!(received.len(), 11, "no duplicates: {received:?}");
-    let of = |shard: &[Written]| -> Vec<String> {
-        let wanted = ids(shard);
-        received
-            .iter()
-            .filter(|id| wanted.contains(*id))
-            .cloned()
-            .collect()
-    };
-    assert_eq!(of(&closed_records), ids(&closed_records));
-    assert_eq!(
-        of(&[early.clone(), last.clone()].concat()),
-        [ids(&early), ids(&last)].concat(),
-        "the records of the final answer are delivered, in order"
+    // The two shards are unrelated but write the same keys: per-key order
+    // holds within each shard, and is checked shard by shard.
+    let received = rig.sink.acknowledged();
+    support::assert_exactly_once(
+        &received,
+        &written_per_key(closed_records.iter().chain(&early).chain(&last)),
+        "every record of both shards once",
+    );
+    assert_key_order(
+        &received,
+        &written_per_key(&closed_records),
+        "the closed shard's records, in order per key",
+    );
+    assert_key_order(
+        &received,
+        &written_per_key(early.iter().chain(&last)),
+        "the records of the final answer are delivered, in order per key",
     );
     let ended = rig.fake.ended();
     assert!(
@@ -527,7 +523,11 @@ async fn table_without_a_stream_is_reported_and_retried_not_a_crash() {
     let written = rig.fake.append(&shard, changes(2, 5, 0));
     adapter.wait_ready().await;
     rig.delivered(5).await;
-    assert_eq!(rig.sink.acknowledged_ids(), ids(&written));
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(&written),
+        "every record of the new stream once, in order per key",
+    );
 }
 
 /// With STARTING_POSITION=LATEST, a shard's position before its first record
@@ -567,10 +567,12 @@ async fn latest_start_loses_nothing_when_a_poll_fails_before_the_first_record() 
             .then_some(())
     })
     .await;
-    assert_eq!(
-        rig.sink.acknowledged_ids(),
-        [ids(&first), ids(&second)].concat(),
-        "the record written while the poll failed is delivered: {:?}",
-        rig.fake.iterator_requests()
+    assert_delivered(
+        &rig.sink.acknowledged(),
+        &written_per_key(first.iter().chain(&second)),
+        &format!(
+            "the record written while the poll failed is delivered: {:?}",
+            rig.fake.iterator_requests()
+        ),
     );
 }

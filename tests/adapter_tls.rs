@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::adapter::{AdapterEnv, AdapterProcess};
-use support::eventually;
-use support::fake_streams::{Change, FakeStreams};
+use support::fake_streams::{Change, FakeStreams, Written, written_per_key};
 use support::receiver::{Receiver, Reply};
 use support::tls::ServerCert;
+use support::{assert_delivered, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -20,7 +20,7 @@ struct Rig {
     sink: Receiver,
     cert: ServerCert,
     dir: tempfile::TempDir,
-    ids: Vec<String>,
+    written: Vec<Written>,
 }
 
 /// A stream holding `n` records and an HTTPS sink with a private certificate.
@@ -28,14 +28,10 @@ async fn rig(table: &str, n: usize) -> Rig {
     let fake = FakeStreams::start().await;
     let stream = fake.enable_stream(table);
     let shard = fake.add_shard(&stream, None);
-    let ids = fake
-        .append(
-            &shard,
-            (0..n).map(|i| Change::insert(format!("k{i}"), i as i64)),
-        )
-        .into_iter()
-        .map(|w| w.event_id)
-        .collect();
+    let written = fake.append(
+        &shard,
+        (0..n).map(|i| Change::insert(format!("k{i}"), i as i64)),
+    );
     let cert = ServerCert::new();
     let sink = Receiver::start_tls(&cert, Arc::new(|_, _| Reply::status(202))).await;
     Rig {
@@ -43,7 +39,7 @@ async fn rig(table: &str, n: usize) -> Rig {
         sink,
         cert,
         dir: tempfile::tempdir().expect("tempdir"),
-        ids,
+        written,
     }
 }
 
@@ -66,12 +62,16 @@ async fn trusts_an_https_sink_signed_by_the_authority_in_k_ca_certs() {
     let env = rig.env("tls-trusted").set("K_CA_CERTS", &rig.cert.ca_pem);
     let mut adapter = AdapterProcess::spawn(&env, rig.dir.path());
     adapter.wait_ready().await;
-    let ids = eventually("every record at the HTTPS sink", WITHIN, async || {
-        let ids = rig.sink.acknowledged_ids();
-        (ids.len() >= rig.ids.len()).then_some(ids)
+    let received = eventually("every record at the HTTPS sink", WITHIN, async || {
+        let received = rig.sink.acknowledged();
+        (received.len() >= rig.written.len()).then_some(received)
     })
     .await;
-    assert_eq!(ids, rig.ids, "every record, in order, over TLS");
+    assert_delivered(
+        &received,
+        &written_per_key(&rig.written),
+        "every record once, in order per key, over TLS",
+    );
     assert!(adapter.terminate(WITHIN).await.success());
 }
 

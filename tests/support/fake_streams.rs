@@ -193,6 +193,25 @@ pub struct Written {
     pub key: String,
 }
 
+impl Written {
+    /// The `partitionkey` its event arrives with (`pk=KEY`), unless an edit
+    /// removed the record's `Keys`.
+    pub fn partition_key(&self) -> String {
+        super::item_key("pk", &self.key)
+    }
+}
+
+/// Records as written, per item key in stream order (their order in
+/// `written`), for [`super::assert_delivered`]. A record whose `Keys` an
+/// edit removed arrives without a key: build that expectation by hand.
+pub fn written_per_key<'a>(written: impl IntoIterator<Item = &'a Written>) -> super::PerKey {
+    super::per_key(
+        written
+            .into_iter()
+            .map(|w| (Some(w.partition_key()), w.event_id.clone())),
+    )
+}
+
 /// One request the fake answered.
 #[derive(Debug, Clone)]
 pub struct Call {
