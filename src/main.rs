@@ -91,7 +91,7 @@ fn controller_config(
         });
         Some((
             namespace,
-            dynamodb_source_controller::leader::LeaseSettings {
+            dynamodb_source_controller::LeaseSettings {
                 name: args
                     .lease_name
                     .unwrap_or_else(|| "dynamodb-source-controller".to_owned()),

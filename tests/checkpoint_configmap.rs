@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use dynamodb_source_adapter::configmap_store::{ConfigMapCheckpointStore, DATA_KEY};
+use dynamodb_source_adapter::{ConfigMapCheckpointStore, DATA_KEY};
 use dynamodb_source_stream::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
 use dynamodb_source_stream::{SequenceNumber, ShardId};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};

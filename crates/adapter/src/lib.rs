@@ -1,18 +1,24 @@
 //! The adapter process: discovers the table's stream, reads its shards in
 //! lineage order, delivers each record as a CloudEvent, and keeps progress so a
 //! restart loses nothing.
+//!
+//! [`run`] wires the parts: [`Config`] (settings), the supervisor (discovery
+//! and one task per readable shard), each shard task (reading ahead on the
+//! reading thread, delivering by item key on the main one), progress (the
+//! checkpoint) and health.
 
-pub mod aws;
-pub mod configmap_store;
-pub mod events;
-pub mod ops;
-pub mod progress;
-pub mod reading;
-pub mod runtime;
-pub mod settings;
-pub mod supervisor;
+mod configmap_store;
+mod health;
+mod progress;
+mod reading;
+mod run;
+mod sdk_config;
+mod settings;
+mod shard_task;
+mod source_events;
+mod supervisor;
 mod window;
-pub mod worker;
 
-pub use runtime::{AdapterError, run};
+pub use configmap_store::{ConfigMapCheckpointStore, DATA_KEY};
+pub use run::{AdapterError, run};
 pub use settings::{CheckpointLocation, Config, LogFormat, RawSettings, SettingError};

@@ -8,7 +8,7 @@
 //! CPU wake-up. Here delivery does nothing but send, like a bare POST loop,
 //! and reading runs beside it on its own current-thread runtime. The two
 //! meet once per batch, through each shard's batch channel, and each thread
-//! frees what it allocated (see `worker::read_ahead`).
+//! frees what it allocated (see `shard_task::read_ahead`).
 //!
 //! glibc gives a thread an arena at its first allocation, a new one only
 //! while fewer than `MALLOC_ARENA_MAX` exist (eight per core unless set;

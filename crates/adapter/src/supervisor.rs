@@ -13,8 +13,9 @@ use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_stream::checkpoint::Checkpoint;
 use dynamodb_source_stream::lineage::{self, Origin};
+use dynamodb_source_stream::reader::ShardReader;
 use dynamodb_source_stream::{
-    Listing, ReadSize, ShardId, ShardReader, StreamClient, StreamError, StreamInfo, StreamStatus,
+    Listing, ReadSize, ShardId, StreamClient, StreamError, StreamInfo, StreamStatus,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -22,8 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::ops::Health;
-use crate::worker::{ShardExit, ShardTask, Shared};
+use crate::health::Health;
+use crate::shard_task::{ShardExit, ShardTask, Shared};
 
 pub struct Supervisor {
     pub client: StreamClient,

@@ -26,8 +26,6 @@ use dynamodb_source_api::secret_url;
 
 /// The adapter's metrics and health port.
 pub const METRICS_PORT: i32 = 9090;
-/// The data key of the checkpoint ConfigMap (the adapter's contract).
-pub const CHECKPOINT_KEY: &str = "checkpoint.json";
 /// The annotation EKS reads to give a ServiceAccount an IAM role.
 pub const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 

@@ -4,13 +4,14 @@
 //! Pure parts ([`builders`], [`status`], [`names`]) decide; [`reconcile`]
 //! gathers observations and applies; [`run`] wires the loop and leadership.
 
-pub mod builders;
-pub mod leader;
-pub mod metrics;
-pub mod names;
-pub mod reconcile;
-pub mod run;
-pub mod sink;
-pub mod status;
+mod builders;
+mod destination;
+mod leader;
+mod metrics;
+mod names;
+mod reconcile;
+mod run;
+mod status;
 
+pub use leader::LeaseSettings;
 pub use run::{ControllerConfig, RunError, run};

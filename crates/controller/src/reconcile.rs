@@ -21,9 +21,9 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::builders::{self, Resolved};
+use crate::destination;
 use crate::metrics::ControllerMetrics;
 use crate::names::{self, Names};
-use crate::sink;
 use crate::status::{self, AdapterObservation, Observations, Problem, SinkObservation};
 
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +248,7 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
     let name = source.name_any();
     let client = &ctx.client;
 
-    let sink = sink::resolve(client, &namespace, &source.spec.sink).await;
+    let sink = destination::resolve(client, &namespace, &source.spec.sink).await;
     let table_source = match source.spec.arn.parse::<SourceArn>() {
         Ok(arn) => Ok(arn.table().to_string()),
         Err(e) => Err(Problem::new("InvalidARN", format!("spec.arn: {e}"))),
@@ -259,7 +259,7 @@ pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Res
         .as_ref()
         .and_then(|d| d.dead_letter_sink.as_ref())
     {
-        Some(destination) => sink::resolve(client, &namespace, destination)
+        Some(destination) => destination::resolve(client, &namespace, destination)
             .await
             .map(Some)
             .map_err(|p| {

@@ -22,9 +22,9 @@ use dynamodb_source_delivery::{
     Connections, Deliverer, EventError, EventFactory, Outcome, Pacing, Prepared,
 };
 use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
-use dynamodb_source_stream::reader::{self, ShardGone};
+use dynamodb_source_stream::reader::{self, Batch, ShardGone, ShardReader};
 use dynamodb_source_stream::{
-    Batch, Held, MalformedRecord, RecordsHeld, SequenceNumber, ShardId, ShardReader, StreamRecord,
+    Held, MalformedRecord, RecordsHeld, SequenceNumber, ShardId, StreamRecord,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -70,7 +70,7 @@ pub struct Shared {
     pub delivery_metrics: DeliveryMetrics,
     pub idle_poll_max: Duration,
     /// Events on the source, when the adapter knows it (in a cluster).
-    pub events: Option<crate::events::SourceEvents>,
+    pub events: Option<crate::source_events::SourceEvents>,
     /// The runtime of the reading thread ([`crate::reading`]).
     pub reading: Handle,
     /// Events in flight per shard at most.

@@ -8,8 +8,8 @@ use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::DeliveryMetrics;
 use dynamodb_source_delivery::sink::{self, Sink};
 use dynamodb_source_delivery::{Deliverer, EventFactory};
+use dynamodb_source_stream::DEFAULT_RECORDS_HELD;
 use dynamodb_source_stream::checkpoint::{CheckpointError, CheckpointStore};
-use dynamodb_source_stream::held::DEFAULT_RECORDS_HELD;
 use dynamodb_source_stream::metrics::StreamMetrics;
 use dynamodb_source_stream::{FileCheckpointStore, ReadSize, RecordsHeld, StreamClient};
 use prometheus_client::registry::Registry;
@@ -18,12 +18,12 @@ use tracing::{error, info, warn};
 use url::Url;
 
 use crate::configmap_store::ConfigMapCheckpointStore;
-use crate::ops::Health;
+use crate::health::Health;
 use crate::progress::{Progress, ProgressMetrics};
 use crate::reading::ReadingThread;
 use crate::settings::{CheckpointLocation, Config};
+use crate::shard_task::Shared;
 use crate::supervisor::Supervisor;
-use crate::worker::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -143,7 +143,7 @@ pub async fn run(
         config.delivery.clone(),
         delivery_metrics.clone(),
     );
-    let sdk = crate::aws::sdk_config(
+    let sdk = crate::sdk_config::sdk_config(
         &config.region,
         config.endpoint.as_ref(),
         config.assume_role_arn.as_deref(),
@@ -156,7 +156,9 @@ pub async fn run(
 
     let events = match &config.source {
         Some((namespace, name)) => match kube::Client::try_default().await {
-            Ok(client) => Some(crate::events::SourceEvents::new(client, namespace, name)),
+            Ok(client) => Some(crate::source_events::SourceEvents::new(
+                client, namespace, name,
+            )),
             Err(e) => {
                 warn!(error = %e, "no Kubernetes client: Events on the source will not be recorded");
                 None
