@@ -1,6 +1,11 @@
 //! An HTTP sink on loopback that records every request and answers as the
 //! test tells it to (status, headers, delay), to play a healthy or failing sink.
+//! It also counts the requests it is answering at any moment, and the most it
+//! ever answered at once, so a test can tell sends that overlapped from sends
+//! made one after another.
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,21 +70,107 @@ impl Reply {
 /// Decides the reply from the request's index (0-based, all requests) and its headers.
 pub type Behaviour = Arc<dyn Fn(usize, &HeaderMap) -> Reply + Send + Sync>;
 
+/// An on/off switch a test flips while the receiver runs; behaviours read it
+/// at each request.
+#[derive(Debug, Clone, Default)]
+pub struct Switch(Arc<AtomicBool>);
+
+impl Switch {
+    pub fn new(on: bool) -> Switch {
+        Switch(Arc::new(AtomicBool::new(on)))
+    }
+
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// 202 after a delay drawn for each request from `delays` (uniformly, to the
+/// microsecond). The delay is a function of `seed` and the request's index
+/// alone, so a run is repeatable as far as the order of arrival allows.
+pub fn random_delays(seed: u64, delays: Range<Duration>) -> Behaviour {
+    let span = delays.end.saturating_sub(delays.start).as_micros() as u64;
+    Arc::new(move |index, _| {
+        let draw = splitmix64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let extra = if span == 0 { 0 } else { draw % span };
+        Reply::status(202).delay(delays.start + Duration::from_micros(extra))
+    })
+}
+
+/// Answers `status` to every request whose `ce-partitionkey` is `key` (e.g.
+/// `pk=k0`) while `failing` is on; every other request, and that key's once
+/// `failing` is off, is answered as `otherwise` says.
+pub fn failing_key(key: &str, status: u16, failing: Switch, otherwise: Behaviour) -> Behaviour {
+    let key = key.to_owned();
+    Arc::new(move |index, headers| {
+        let ours = headers
+            .get("ce-partitionkey")
+            .is_some_and(|v| v.as_bytes() == key.as_bytes());
+        if ours && failing.is_on() {
+            Reply::status(status)
+        } else {
+            otherwise(index, headers)
+        }
+    })
+}
+
+/// A well-mixed 64-bit value from `x` (SplitMix64's finaliser).
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Debug, Default)]
+struct Open {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Holds one request open, from its arrival until its handler returns the
+/// answer or is dropped because the client went away.
+struct OpenRequest(Arc<Open>);
+
+impl OpenRequest {
+    fn new(open: &Arc<Open>) -> OpenRequest {
+        let now = open.now.fetch_add(1, Ordering::SeqCst) + 1;
+        open.peak.fetch_max(now, Ordering::SeqCst);
+        OpenRequest(open.clone())
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     behaviour: Behaviour,
     log: Arc<Mutex<Vec<Received>>>,
     count: Arc<Mutex<usize>>,
+    open: Arc<Open>,
 }
 
 pub struct Receiver {
     pub url: String,
     pub port: u16,
     log: Arc<Mutex<Vec<Received>>>,
+    open: Arc<Open>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    // Closed before the answer is written, so a client that waits for it
+    // before its next request never has two open here.
+    let _open = OpenRequest::new(&shared.open);
     let index = {
         let mut count = shared.count.lock().expect("lock");
         *count += 1;
@@ -137,10 +228,12 @@ impl Receiver {
     {
         let port = listener.local_addr().expect("local addr").port();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(Open::default());
         let shared = Shared {
             behaviour,
             log: log.clone(),
             count: Arc::new(Mutex::new(0)),
+            open: open.clone(),
         };
         let app = Router::new().fallback(handle).with_state(shared);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -155,6 +248,7 @@ impl Receiver {
             url: format!("{scheme}://127.0.0.1:{port}/"),
             port,
             log,
+            open,
             stop: Some(stop),
         }
     }
@@ -173,6 +267,16 @@ impl Receiver {
 
     pub fn acknowledged_ids(&self) -> Vec<String> {
         self.acknowledged().iter().map(Received::id).collect()
+    }
+
+    /// Requests arrived and not answered yet.
+    pub fn open_requests(&self) -> usize {
+        self.open.now.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were ever open at once.
+    pub fn peak_open_requests(&self) -> usize {
+        self.open.peak.load(Ordering::SeqCst)
     }
 }
 

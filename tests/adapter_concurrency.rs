@@ -1,0 +1,638 @@
+//! Per-key concurrent delivery (issue 17), end to end: the adapter binary
+//! against the scripted Streams fake and a sink that answers slowly, at
+//! random, or fails one key. Within a shard the records of one item arrive
+//! one after another in stream order while different items' overlap; a key
+//! that keeps failing holds back only itself and the checkpoint; every open
+//! shard is read; metrics count each event once; and shutdown waits for the
+//! sends in flight.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::adapter::{AdapterEnv, AdapterProcess};
+use support::fake_streams::{Change, FakeStreams, Written};
+use support::receiver::{Behaviour, Received, Receiver, Reply, Switch, failing_key, random_delays};
+use support::{eventually, seq_key};
+
+/// The longest any single wait in these tests may take: the machine may be
+/// loaded, and a wait only lasts this long when something is wrong.
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// `SHUTDOWN_TIMEOUT` as [`AdapterEnv::new`] sets it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A fake Streams API with one stream, a sink, and a directory for the
+/// checkpoint and the adapter's logs.
+struct Rig {
+    fake: FakeStreams,
+    stream: String,
+    sink: Receiver,
+    /// Kept when a test fails, so the adapter's logs can be read afterwards.
+    dir: Option<tempfile::TempDir>,
+    env: AdapterEnv,
+}
+
+impl Rig {
+    async fn new(table: &str, behaviour: Behaviour) -> Rig {
+        let fake = FakeStreams::start().await;
+        let stream = fake.enable_stream(table);
+        let sink = Receiver::start(0, behaviour).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = AdapterEnv::new(
+            &sink.url,
+            &fake.table_arn(table),
+            &fake.endpoint,
+            &dir.path().join("checkpoint.json"),
+        );
+        Rig {
+            fake,
+            stream,
+            sink,
+            dir: Some(dir),
+            env,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("the rig's directory").path()
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.env = self.env.clone().set(name, value);
+    }
+
+    fn add_shard(&self) -> String {
+        self.fake.add_shard(&self.stream, None)
+    }
+
+    fn spawn(&self) -> AdapterProcess {
+        AdapterProcess::spawn(&self.env, self.dir())
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir().join("checkpoint.json")
+    }
+
+    /// The checkpoint file's `shards.<shard>.after`, if it holds one.
+    fn after(&self, shard: &str) -> Option<String> {
+        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        json["shards"][shard]["after"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until the checkpoint of every shard in `written` holds its last
+    /// record: then everything was settled and nothing more will be sent.
+    async fn checkpointed_to_the_end(&self, written: &[Written]) {
+        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+        for w in written {
+            last.insert(&w.shard, &w.sequence_number);
+        }
+        eventually(
+            "the checkpoint at the last record of every shard",
+            WITHIN,
+            async || {
+                last.iter()
+                    .all(|(shard, seq)| self.after(shard).as_deref() == Some(*seq))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Waits until the sink acknowledged every record of `written`.
+    async fn all_acknowledged(&self, written: &[Written], within: Duration) {
+        let wanted: HashSet<String> = ids(written).into_iter().collect();
+        eventually(
+            &format!("{} records acknowledged by the sink", wanted.len()),
+            within,
+            async || {
+                let acked: HashSet<String> = self.sink.acknowledged_ids().into_iter().collect();
+                wanted.is_subset(&acked).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Rig {
+    /// A failing test keeps its directory and shows the adapter's log and what
+    /// the fake was asked.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!("fake Streams API calls: {:?}", self.fake.call_counts());
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        let dir = dir.keep();
+        eprintln!("the adapter's logs are kept in {}", dir.display());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(60)..];
+                eprintln!("--- {} (last {} lines)", path.display(), tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+fn ids(written: &[Written]) -> Vec<String> {
+    written.iter().map(|w| w.event_id.clone()).collect()
+}
+
+/// `changes` changes to each of `keys` items named `{prefix}k{n}`,
+/// interleaved: every item's first change, then every item's second...
+fn interleaved(prefix: &str, keys: usize, changes: usize) -> Vec<Change> {
+    (0..changes)
+        .flat_map(|round| {
+            (0..keys).map(move |k| Change::modify(format!("{prefix}k{k}"), round as i64))
+        })
+        .collect()
+}
+
+fn partition_key(written: &Written) -> String {
+    format!("pk={}", written.key)
+}
+
+/// The stream's records per item key (`pk=...`), in stream order.
+fn expected_per_key(written: &[Written]) -> BTreeMap<String, Vec<String>> {
+    let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in written {
+        per_key
+            .entry(partition_key(w))
+            .or_default()
+            .push(w.event_id.clone());
+    }
+    per_key
+}
+
+/// What the sink acknowledged per item key, in order of arrival; with
+/// `first_only`, each record's first acknowledgement only.
+fn acknowledged_per_key(
+    acknowledged: &[Received],
+    first_only: bool,
+) -> BTreeMap<String, Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in acknowledged {
+        if first_only && !seen.insert(r.id()) {
+            continue;
+        }
+        per_key
+            .entry(r.header("ce-partitionkey").unwrap_or_default().to_owned())
+            .or_default()
+            .push(r.id());
+    }
+    per_key
+}
+
+/// Asserts every record of `written` was acknowledged exactly once, that the
+/// sink saw no other request, and that each item's records came in stream order.
+fn assert_once_each_in_item_order(sink: &Receiver, written: &[Written]) {
+    let requests = sink.requests();
+    let acknowledged = sink.acknowledged();
+    let mut got: Vec<String> = acknowledged.iter().map(Received::id).collect();
+    let mut want = ids(written);
+    got.sort();
+    want.sort();
+    assert_eq!(
+        (requests.len(), got.len()),
+        (written.len(), written.len()),
+        "one request per record, none refused"
+    );
+    assert_eq!(got, want, "every record exactly once");
+    assert_eq!(
+        acknowledged_per_key(&acknowledged, false),
+        expected_per_key(written),
+        "each item's records in stream order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_item_order_holds_and_sends_overlap_under_random_sink_latencies() {
+    let rig = Rig::new(
+        "latencies",
+        random_delays(17, Duration::ZERO..Duration::from_millis(50)),
+    )
+    .await;
+    let shard = rig.add_shard();
+    // 50 items, 10 changes each, interleaved: 500 records.
+    let written = rig.fake.append(&shard, interleaved("", 50, 10));
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+
+    assert_once_each_in_item_order(&rig.sink, &written);
+    assert!(
+        rig.sink.peak_open_requests() > 1,
+        "different items' records were sent at the same time: at most {} request(s) were open at once",
+        rig.sink.peak_open_requests()
+    );
+    assert_ne!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "with random latencies, different items' records overtake each other"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_item_order_holds_in_every_shard_of_several_under_random_sink_latencies() {
+    let rig = Rig::new(
+        "latencies-shards",
+        random_delays(1717, Duration::ZERO..Duration::from_millis(50)),
+    )
+    .await;
+    // 4 shards, each with its own 20 items of 8 changes: 640 records.
+    let mut written = Vec::new();
+    for n in 0..4 {
+        let shard = rig.add_shard();
+        written.extend(
+            rig.fake
+                .append(&shard, interleaved(&format!("s{n}"), 20, 8)),
+        );
+    }
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+
+    assert_once_each_in_item_order(&rig.sink, &written);
+    assert!(
+        rig.sink.peak_open_requests() > 1,
+        "at most {} request(s) were open at once",
+        rig.sink.peak_open_requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_key_holds_back_only_itself_and_the_checkpoint_never_passes_it() {
+    let failing = Switch::new(true);
+    let mut rig = Rig::new(
+        "failing-key",
+        failing_key(
+            "pk=k0",
+            503,
+            failing.clone(),
+            Arc::new(|_, _| Reply::status(202)),
+        ),
+    )
+    .await;
+    // k0 is retried often while it fails.
+    rig.set("DELIVERY_BACKOFF_DELAY", "PT0.05S");
+    let shard = rig.add_shard();
+    // Five records of other items first, so the checkpoint has somewhere to
+    // go before k0's first record; then 10 items (k0 to k9) x 10 changes.
+    let mut written = rig.fake.append(&shard, interleaved("a", 5, 1));
+    written.extend(rig.fake.append(&shard, interleaved("", 10, 10)));
+    let k0: Vec<&Written> = written.iter().filter(|w| w.key == "k0").collect();
+    let k0_first = k0[0].clone();
+    let before_k0 = written[4].clone();
+    assert_eq!(written[5], k0_first);
+    let others: Vec<Written> = written.iter().filter(|w| w.key != "k0").cloned().collect();
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&others, WITHIN).await;
+    // The checkpoint moves up to the record before k0's first, and no further.
+    eventually(
+        "the checkpoint at the last record before k0's first",
+        WITHIN,
+        async || (rig.after(&shard).as_ref() == Some(&before_k0.sequence_number)).then_some(()),
+    )
+    .await;
+    eventually("k0 tried again and again", WITHIN, async || {
+        let tries = rig
+            .sink
+            .requests()
+            .iter()
+            .filter(|r| r.header("ce-partitionkey") == Some("pk=k0"))
+            .count();
+        (tries >= 3).then_some(())
+    })
+    .await;
+    let k0_requests: Vec<String> = rig
+        .sink
+        .requests()
+        .iter()
+        .filter(|r| r.header("ce-partitionkey") == Some("pk=k0"))
+        .map(Received::id)
+        .collect();
+    assert!(
+        k0_requests.iter().all(|id| *id == k0_first.event_id),
+        "only k0's first record is tried while it fails, never a later one of k0: {k0_requests:?}"
+    );
+    assert!(
+        rig.sink
+            .acknowledged()
+            .iter()
+            .all(|r| r.header("ce-partitionkey") != Some("pk=k0")),
+        "nothing of k0 was acknowledged"
+    );
+
+    adapter.kill();
+    let saved = rig
+        .after(&shard)
+        .expect("a checkpoint position before the kill");
+    assert!(
+        seq_key(&saved) < seq_key(&k0_first.sequence_number),
+        "the checkpoint ({saved}) is below k0's first record ({})",
+        k0_first.sequence_number
+    );
+    let acked_before_kill = rig.sink.acknowledged().len();
+
+    // k0 is accepted again; the restarted adapter resumes from the checkpoint.
+    failing.set(false);
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+
+    let acknowledged = rig.sink.acknowledged();
+    let per_key = acknowledged_per_key(&acknowledged, false);
+    assert_eq!(
+        per_key.get("pk=k0"),
+        Some(&k0.iter().map(|w| w.event_id.clone()).collect::<Vec<_>>()),
+        "every k0 record once, in stream order"
+    );
+    assert_eq!(
+        acknowledged_per_key(&acknowledged, true),
+        expected_per_key(&written),
+        "every item's records first arrive in stream order"
+    );
+    let sequence: HashMap<String, String> = written
+        .iter()
+        .map(|w| (w.event_id.clone(), w.sequence_number.clone()))
+        .collect();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &acknowledged {
+        *counts.entry(r.id()).or_default() += 1;
+    }
+    assert_eq!(
+        counts.len(),
+        written.len(),
+        "nothing lost, nothing invented"
+    );
+    let repeated_before_checkpoint: Vec<&String> = counts
+        .iter()
+        .filter(|(id, n)| **n > 1 && seq_key(&sequence[*id]) <= seq_key(&saved))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        repeated_before_checkpoint,
+        Vec::<&String>::new(),
+        "only records after the checkpoint ({saved}) are delivered again"
+    );
+    assert!(
+        counts.values().all(|n| *n <= 2),
+        "no record delivered more than once per run: {counts:?}"
+    );
+    assert!(acknowledged.len() > acked_before_kill);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_open_shards_with_a_few_records_each_are_all_delivered() {
+    let mut rig = Rig::new("many-open", Arc::new(|_, _| Reply::status(202))).await;
+    // Idle shards are polled once a second at most: 300 of them polled five
+    // times a second would be load on a shared machine, not what is tested.
+    rig.set("IDLE_POLL_MAX", "PT1S");
+    let shards = 300;
+    let mut written = Vec::new();
+    for n in 0..shards {
+        let shard = rig.add_shard();
+        // Two items; the first changes twice.
+        written.extend(rig.fake.append(
+            &shard,
+            [
+                Change::insert(format!("s{n}k0"), 0),
+                Change::insert(format!("s{n}k1"), 0),
+                Change::modify(format!("s{n}k0"), 1),
+            ],
+        ));
+    }
+    assert_eq!(written.len(), shards * 3);
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    eventually(
+        "every shard read at once (dynamodb_source_shards_read)",
+        WITHIN,
+        async || {
+            (adapter.metric("dynamodb_source_shards_read").await == shards as f64).then_some(())
+        },
+    )
+    .await;
+    rig.all_acknowledged(&written, Duration::from_secs(120))
+        .await;
+    rig.checkpointed_to_the_end(&written).await;
+
+    assert_once_each_in_item_order(&rig.sink, &written);
+    let shard_of: HashMap<&str, &str> = written
+        .iter()
+        .map(|w| (w.event_id.as_str(), w.shard.as_str()))
+        .collect();
+    let delivered_shards: HashSet<&str> = rig
+        .sink
+        .acknowledged_ids()
+        .iter()
+        .map(|id| shard_of[id.as_str()])
+        .collect();
+    assert_eq!(delivered_shards.len(), shards, "records from every shard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_parallelism_of_one_delivers_the_shard_in_stream_order_one_request_at_a_time() {
+    let mut rig = Rig::new(
+        "one-at-a-time",
+        random_delays(7, Duration::ZERO..Duration::from_millis(10)),
+    )
+    .await;
+    rig.set("DELIVERY_PARALLELISM", "1");
+    let shard = rig.add_shard();
+    let written = rig.fake.append(&shard, interleaved("", 10, 10));
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+
+    assert_eq!(
+        rig.sink.acknowledged_ids(),
+        ids(&written),
+        "the whole shard in stream order, every item's records together"
+    );
+    assert_eq!(rig.sink.requests().len(), written.len());
+    assert_eq!(
+        rig.sink.peak_open_requests(),
+        1,
+        "never two requests open at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_counted_once_however_often_it_was_retried() {
+    let mut rig = Rig::new(
+        "counted",
+        // The first six requests fail, whichever records they carry.
+        Arc::new(|i, _| match i {
+            0..=5 => Reply::status(503),
+            _ => Reply::status(202),
+        }),
+    )
+    .await;
+    rig.set("DELIVERY_BACKOFF_DELAY", "PT0.05S");
+    let mut written = Vec::new();
+    for n in 0..2 {
+        let shard = rig.add_shard();
+        written.extend(rig.fake.append(&shard, interleaved(&format!("s{n}"), 8, 5)));
+    }
+    let n = written.len();
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+    let delivered = "dynamodb_source_events_total{result=\"delivered\"}";
+    let in_flight = "dynamodb_source_events_in_flight";
+    let metrics = eventually(
+        "every event counted and none in flight",
+        WITHIN,
+        async || {
+            let metrics = adapter.metrics().await;
+            (support::sample(&metrics, delivered) >= Some(n as f64)
+                && support::sample(&metrics, in_flight) == Some(0.0))
+            .then_some(metrics)
+        },
+    )
+    .await;
+
+    assert_eq!(
+        rig.sink.requests().len(),
+        n + 6,
+        "six refusals, then one each"
+    );
+    assert_eq!(rig.sink.acknowledged().len(), n);
+    assert_eq!(
+        support::sample(&metrics, delivered),
+        Some(n as f64),
+        "each event counted once:\n{metrics}"
+    );
+    assert_eq!(support::sample(&metrics, in_flight), Some(0.0), "{metrics}");
+    let retried: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("dynamodb_source_delivery_attempts_total{")
+                && l.contains("retryable")
+                && l.contains("503")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        retried, 6.0,
+        "the six 503s are counted as attempts:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowledged() {
+    let slow = Switch::new(true);
+    let rig = Rig::new("sigterm", {
+        let slow = slow.clone();
+        Arc::new(move |_, _| {
+            let reply = Reply::status(202);
+            if slow.is_on() {
+                reply.delay(Duration::from_secs(1))
+            } else {
+                reply
+            }
+        })
+    })
+    .await;
+    let shard = rig.add_shard();
+    // 5 items x 6 changes: five sends at a time, a second each.
+    let written = rig.fake.append(&shard, interleaved("", 5, 6));
+
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    eventually("sends in flight at the sink", WITHIN, async || {
+        (rig.sink.open_requests() >= 1).then_some(())
+    })
+    .await;
+    let terminated = Instant::now();
+    let status = adapter.terminate(SHUTDOWN_TIMEOUT + WITHIN).await;
+    let took = terminated.elapsed();
+    assert!(status.success(), "the adapter exits 0: {status}");
+    assert!(
+        took < SHUTDOWN_TIMEOUT,
+        "the adapter exits within SHUTDOWN_TIMEOUT ({SHUTDOWN_TIMEOUT:?}), took {took:?}"
+    );
+    let log = adapter.logs();
+    assert!(
+        !log.contains("abandoning an in-flight delivery"),
+        "no send was abandoned"
+    );
+
+    // Every request that reached the sink was answered 202 (a second later):
+    // the checkpoint holds the longest prefix of the shard the sink acknowledged.
+    let acknowledged: HashSet<String> = rig.sink.acknowledged_ids().into_iter().collect();
+    assert!(!acknowledged.is_empty());
+    let prefix_end = written
+        .iter()
+        .take_while(|w| acknowledged.contains(&w.event_id))
+        .last()
+        .map(|w| w.sequence_number.clone())
+        .expect("the shard's first record was sent and acknowledged");
+    let saved = rig.after(&shard);
+    assert_eq!(
+        saved.as_ref(),
+        Some(&prefix_end),
+        "the checkpoint after SIGTERM is the last record below which the sink acknowledged everything ({} acknowledged)",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() < written.len(),
+        "SIGTERM came while records were still to be sent"
+    );
+
+    // The restart delivers the rest, quickly now; nothing is lost.
+    slow.set(false);
+    let mut adapter = rig.spawn();
+    adapter.wait_ready().await;
+    rig.all_acknowledged(&written, WITHIN).await;
+    rig.checkpointed_to_the_end(&written).await;
+    let all = rig.sink.acknowledged();
+    assert_eq!(
+        acknowledged_per_key(&all, true),
+        expected_per_key(&written),
+        "every record, each item's in stream order"
+    );
+    let sequence: HashMap<&str, &str> = written
+        .iter()
+        .map(|w| (w.event_id.as_str(), w.sequence_number.as_str()))
+        .collect();
+    let mut seen = HashSet::new();
+    for r in &all {
+        let id = r.id();
+        if !seen.insert(id.clone()) {
+            assert!(
+                seq_key(sequence[id.as_str()]) > seq_key(&prefix_end),
+                "{id} delivered again though the checkpoint ({prefix_end}) covered it"
+            );
+        }
+    }
+}
