@@ -272,12 +272,18 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
+        // The span of a line (a shard task, a reconcile) goes with it, so
+        // logs filter by shard or source without every line repeating it.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        // Colours only for a person at a terminal, not in a pod's log file.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

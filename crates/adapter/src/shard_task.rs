@@ -32,7 +32,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{error, info};
+use tracing::{Instrument, Span, error, info};
 
 use crate::progress::Progress;
 use crate::window::Window;
@@ -213,14 +213,18 @@ impl ShardTask {
         let shard = reader.shard().clone();
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
         let (spent, returned) = mpsc::unbounded_channel();
-        let read = shared.reading.spawn(read_ahead(
-            reader,
-            stream,
-            batches,
-            returned,
-            shared.clone(),
-            cancel.clone(),
-        ));
+        // Reading runs on the reading thread in this task's span (shard, stream).
+        let read = shared.reading.spawn(
+            read_ahead(
+                reader,
+                stream,
+                batches,
+                returned,
+                shared.clone(),
+                cancel.clone(),
+            )
+            .instrument(Span::current()),
+        );
         // Whichever way delivery ends, reading for it stops too.
         let _read = AbortOnDropHandle::new(read);
         shared.stream_metrics.shards_read.inc();
@@ -391,7 +395,7 @@ impl Delivery {
                     match std::mem::replace(&mut ending, Ending::Reading) {
                         Ending::Reading => {}
                         Ending::EndOfShard => {
-                            info!(shard = %self.shard, "shard read to its end");
+                            info!("shard read to its end");
                             self.shared.progress.finish(&self.shard);
                             return ShardExit::Finished;
                         }
@@ -427,7 +431,7 @@ impl Delivery {
     /// Puts a batch's records into the window.
     async fn take(&mut self, window: &mut Window<Work>, mut batch: Ready) {
         if let Some(trimmed) = &batch.trimmed {
-            error!(shard = %self.shard, %trimmed, "records were lost to the stream's 24-hour retention before they could be read");
+            error!(%trimmed, "records were lost to the stream's 24-hour retention before they could be read");
             if let Some(events) = &self.shared.events {
                 events.warn("TrimmedData", trimmed).await;
             }
@@ -470,7 +474,6 @@ impl Delivery {
         };
         self.shared.delivery_metrics.in_flight.inc();
         let shared = self.shared.clone();
-        let shard = self.shard.clone();
         let pacing = self.pacing.clone();
         let cancel = self.cancel.clone();
         Box::pin(async move {
@@ -488,11 +491,11 @@ impl Delivery {
                         shared
                             .factory
                             .malformed(&record.event_id, &reason, &format!("{record:?}"));
-                    error!(shard = %shard, id = %record.event_id, %error, "the record cannot be turned into an event");
+                    error!(id = %record.event_id, %error, "the record cannot be turned into an event");
                     dead_letter_malformed(&shared, &mut connections, event, &reason, &cancel).await
                 }
                 Work::Malformed(malformed) => {
-                    error!(shard = %shard, error = %malformed, raw = %malformed.raw, "malformed stream record");
+                    error!(error = %malformed, raw = %malformed.raw, "malformed stream record");
                     let event = shared.factory.from_malformed(malformed);
                     dead_letter_malformed(
                         &shared,

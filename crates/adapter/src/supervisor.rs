@@ -21,7 +21,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::health::Health;
 use crate::shard_task::{ShardExit, ShardTask, Shared};
@@ -291,10 +291,14 @@ impl Supervisor {
             };
             let done = done.clone();
             let id = shard.clone();
-            let handle = self.delivery.spawn(async move {
-                let exit = task.run().await;
-                let _ = done.send((id, exit));
-            });
+            let span = info_span!("shard", shard = %id, stream = %stream);
+            let handle = self.delivery.spawn(
+                async move {
+                    let exit = task.run().await;
+                    let _ = done.send((id, exit));
+                }
+                .instrument(span),
+            );
             running.insert(shard, Running { handle });
         }
         if let Some(positions) = positions {

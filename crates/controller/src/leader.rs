@@ -31,7 +31,7 @@ pub struct Elector {
     settings: LeaseSettings,
 }
 
-enum Attempt {
+enum Claim {
     Acquired,
     HeldByOther(String),
 }
@@ -54,7 +54,7 @@ impl Elector {
         }
     }
 
-    async fn try_acquire_or_renew(&self) -> Result<Attempt, kube::Error> {
+    async fn try_acquire_or_renew(&self) -> Result<Claim, kube::Error> {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
             let lease = Lease {
@@ -65,7 +65,7 @@ impl Elector {
                 spec: Some(self.spec(now, 0, None)),
             };
             self.api.create(&PostParams::default(), &lease).await?;
-            return Ok(Attempt::Acquired);
+            return Ok(Claim::Acquired);
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
@@ -79,7 +79,7 @@ impl Elector {
             _ => true,
         };
         if !ours && !holder.is_empty() && !expired {
-            return Ok(Attempt::HeldByOther(holder));
+            return Ok(Claim::HeldByOther(holder));
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
         let acquired = if ours {
@@ -92,18 +92,18 @@ impl Elector {
         self.api
             .replace(&self.settings.name, &PostParams::default(), &lease)
             .await?;
-        Ok(Attempt::Acquired)
+        Ok(Claim::Acquired)
     }
 
     /// Waits until this replica leads; `false` if `stop` came first.
     pub async fn acquire(&self, stop: &CancellationToken) -> bool {
         loop {
             match self.try_acquire_or_renew().await {
-                Ok(Attempt::Acquired) => {
+                Ok(Claim::Acquired) => {
                     info!(lease = %self.settings.name, identity = %self.settings.identity, "became the leader");
                     return true;
                 }
-                Ok(Attempt::HeldByOther(holder)) => debug!(%holder, "another replica leads"),
+                Ok(Claim::HeldByOther(holder)) => debug!(%holder, "another replica leads"),
                 Err(e) => debug!(error = %e, "leader election attempt failed"),
             }
             tokio::select! {
@@ -124,8 +124,8 @@ impl Elector {
                 _ = stop.cancelled() => return false,
             }
             match self.try_acquire_or_renew().await {
-                Ok(Attempt::Acquired) => last_renewal = tokio::time::Instant::now(),
-                Ok(Attempt::HeldByOther(holder)) => {
+                Ok(Claim::Acquired) => last_renewal = tokio::time::Instant::now(),
+                Ok(Claim::HeldByOther(holder)) => {
                     warn!(%holder, "the Lease was taken over");
                     return true;
                 }

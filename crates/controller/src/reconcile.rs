@@ -18,7 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use crate::builders::{self, Resolved};
 use crate::destination;
@@ -85,14 +85,14 @@ where
     )
     .await
     .map(|_| ())
-    .map_err(|source| Error::Apply {
+    .map_err(|error| Error::Apply {
         kind: std::any::type_name::<K>()
             .rsplit("::")
             .next()
             .unwrap_or("object"),
         namespace: namespace.to_owned(),
         name,
-        source,
+        source: error,
     })
 }
 
@@ -111,9 +111,9 @@ async fn check_secrets(
         let secret = secrets
             .get_opt(&reference.name)
             .await
-            .map_err(|source| Error::Read {
+            .map_err(|error| Error::Read {
                 what: format!("Secret {namespace}/{}", reference.name),
-                source,
+                source: error,
             })?;
         let Some(secret) = secret else {
             return Ok(Some(Problem::new(
@@ -153,9 +153,9 @@ async fn observe(
     let deployment = deployments
         .get_opt(&name)
         .await
-        .map_err(|source| Error::Read {
+        .map_err(|error| Error::Read {
             what: format!("Deployment {namespace}/{name}"),
-            source,
+            source: error,
         })?;
     let conditions = deployment
         .as_ref()
@@ -180,9 +180,9 @@ async fn observe(
     let pods = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|source| Error::Read {
+        .map_err(|error| Error::Read {
             what: format!("pods of {namespace}/{name}"),
-            source,
+            source: error,
         })?;
     let waiting = pods
         .items
@@ -243,6 +243,13 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// One pass over a source: resolve, apply, observe, report. Its span names
+/// the source and the generation reconciled, for every line logged within.
+#[instrument(skip_all, fields(
+    source = %source.name_any(),
+    namespace = source.namespace().as_deref().unwrap_or("default"),
+    generation = source.metadata.generation.unwrap_or_default(),
+))]
 pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = source.namespace().unwrap_or_else(|| "default".to_owned());
     let name = source.name_any();
@@ -346,10 +353,10 @@ async fn write_status(
     )
     .await
     .map(|_| ())
-    .map_err(|source| Error::Status {
+    .map_err(|error| Error::Status {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
-        source,
+        source: error,
     })
 }
 
@@ -382,9 +389,9 @@ async fn announce(
         secondary: None,
     };
     if ready {
-        info!(source = %source.name_any(), "source is ready");
+        info!("source is ready");
     } else {
-        warn!(source = %source.name_any(), reason = ?after.reason, message = ?after.message, "source is not ready");
+        warn!(reason = ?after.reason, message = ?after.message, "source is not ready");
     }
     if let Err(e) = ctx.recorder.publish(&event, &source.object_ref(&())).await {
         warn!(error = %e, "publishing a Kubernetes Event failed");

@@ -293,7 +293,7 @@ impl ShardReader {
         }
         if !self.doubted_end {
             self.doubted_end = true;
-            info!(shard = %self.shard, ?listed, position = ?self.position(),
+            info!(?listed, position = ?self.position(),
                 "GetRecords says the shard ended but the stream's listing does not confirm it yet; reading on from a fresh iterator");
         }
         self.listing.request();
@@ -305,13 +305,13 @@ impl ShardReader {
         match err {
             StreamError::ExpiredIterator(_) => {
                 self.metrics.call(CallResult::Expired);
-                info!(shard = %self.shard, position = ?self.position(), "shard iterator expired, acquiring a new one");
+                info!(position = ?self.position(), "shard iterator expired, acquiring a new one");
                 self.reacquire();
             }
             StreamError::TrimmedData(message) => {
                 self.metrics.call(CallResult::Trimmed);
                 self.metrics.trimmed.inc();
-                warn!(shard = %self.shard, position = ?self.position(), %message,
+                warn!(position = ?self.position(), %message,
                     "records were trimmed before they could be read; continuing from TRIM_HORIZON");
                 self.trimmed = Some(format!(
                     "shard {} position {:?} was past the stream's retention: {message}",
@@ -333,13 +333,13 @@ impl ShardReader {
             StreamError::Throttled(message) => {
                 self.metrics.call(CallResult::Throttled);
                 let pause = self.pause.next_wait();
-                info!(shard = %self.shard, ?pause, %message, "throttled, backing off");
+                info!(?pause, %message, "throttled, backing off");
                 tokio::time::sleep(pause).await;
             }
             StreamError::Transient(message) | StreamError::Other(message) => {
                 self.metrics.call(CallResult::Error);
                 let pause = self.pause.next_wait();
-                warn!(shard = %self.shard, ?pause, %message, "reading the shard failed, retrying");
+                warn!(?pause, %message, "reading the shard failed, retrying");
                 // Retry the same iterator (still valid for 15 minutes) unless it
                 // keeps failing, in which case it may be the cause.
                 self.iterator_failures = self.iterator_failures.saturating_add(1);
