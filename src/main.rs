@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use dynamodb_source_adapter::{Config, LogFormat, RawSettings};
+use dynamodb_source_api::Report;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -131,8 +132,9 @@ async fn controller(args: ControllerArgs) -> ExitCode {
     match dynamodb_source_controller::run(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "the controller stopped");
-            eprintln!("dynamodb-source: {e}");
+            let error = Report(&e);
+            tracing::error!(%error, "the controller stopped");
+            eprintln!("dynamodb-source: {error}");
             ExitCode::FAILURE
         }
     }
@@ -334,8 +336,9 @@ async fn adapter(args: AdapterArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "the adapter stopped");
-            eprintln!("dynamodb-source: {e}");
+            let error = Report(&e);
+            tracing::error!(%error, "the adapter stopped");
+            eprintln!("dynamodb-source: {error}");
             ExitCode::FAILURE
         }
     }

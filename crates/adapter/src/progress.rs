@@ -7,6 +7,7 @@
 //! (an eighth of the adapter's CPU with eight busy shards), or as many writes
 //! to the Kubernetes API, each an update every watcher of ConfigMaps sees.
 
+use dynamodb_source_api::Report;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -227,7 +228,7 @@ impl Progress {
                     }
                     Err(e) => {
                         let pause = failures.next_wait();
-                        error!(error = %e, ?pause, "saving the checkpoint failed; delivery goes on and the save is retried");
+                        error!(error = %Report(&e), ?pause, "saving the checkpoint failed; delivery goes on and the save is retried");
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
                             _ = stop.cancelled() => return,

@@ -1,5 +1,6 @@
 //! Wiring: configuration in, a running adapter out, until shutdown.
 
+use dynamodb_source_api::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +28,18 @@ use crate::supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
-    #[error("serving metrics and health on {addr}: {source}")]
+    #[error("serving metrics and health on {addr}")]
     Bind {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("starting the reading thread: {0}")]
-    ReadingThread(std::io::Error),
+    #[error("starting the reading thread")]
+    ReadingThread(#[source] std::io::Error),
 }
 
 /// Waits until something answers on the sink's host and port, so readiness
@@ -61,7 +63,7 @@ async fn probe_sink(url: Url, health: Arc<Health>, stop: CancellationToken) {
                 info!(sink = %url, "the sink is reachable");
                 return;
             }
-            Err(e) => warn!(sink = %url, error = %e, "the sink is not reachable yet"),
+            Err(e) => warn!(sink = %url, error = %Report(&e), "the sink is not reachable yet"),
         }
         tokio::select! {
             _ = tokio::time::sleep(pause.next_wait()) => {}
@@ -160,7 +162,7 @@ pub async fn run(
                 client, namespace, name,
             )),
             Err(e) => {
-                warn!(error = %e, "no Kubernetes client: Events on the source will not be recorded");
+                warn!(error = %Report(&e), "no Kubernetes client: Events on the source will not be recorded");
                 None
             }
         },
@@ -223,7 +225,7 @@ pub async fn run(
         .spawn(supervisor.run(shutdown.clone()))
         .await
     {
-        error!(error = %e, "shard supervision ended abnormally");
+        error!(error = %Report(&e), "shard supervision ended abnormally");
     }
 
     probe.abort();
@@ -237,7 +239,7 @@ pub async fn run(
         flushed = progress.flush().await;
     }
     if let Err(e) = flushed {
-        error!(error = %e, "the final checkpoint could not be saved; records since the last save will be delivered again");
+        error!(error = %Report(&e), "the final checkpoint could not be saved; records since the last save will be delivered again");
     } else {
         info!("checkpoint saved; adapter stopped");
     }

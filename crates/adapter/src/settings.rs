@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dynamodb_source_api::{
-    EventNameFilter, PayloadFormat, SourceArn, StartingPosition, secret_url,
+    EventNameFilter, PayloadFormat, Report, SourceArn, StartingPosition, secret_url,
 };
 use dynamodb_source_delivery::policy::{self, BackoffPolicy, DeliveryPolicy};
 use dynamodb_source_delivery::{CeOverrides, Endpoint};
@@ -135,7 +135,7 @@ fn present(value: &Option<String>) -> Option<&str> {
 }
 
 fn sink_endpoint(setting: &'static str, value: &str) -> Result<Endpoint, SettingError> {
-    Endpoint::parse(value).map_err(|e| invalid(setting, e))
+    Endpoint::parse(value).map_err(|e| invalid(setting, Report(&e)))
 }
 
 fn http_url(setting: &'static str, value: &str) -> Result<Url, SettingError> {
@@ -248,7 +248,7 @@ fn checkpoint_location(
 }
 
 fn duration(setting: &'static str, value: &str) -> Result<Duration, SettingError> {
-    policy::parse_duration(value).map_err(|e| invalid(setting, e))
+    policy::parse_duration(value).map_err(|e| invalid(setting, Report(&e)))
 }
 
 impl Config {
@@ -259,7 +259,7 @@ impl Config {
         let arn: SourceArn = present(&raw.arn)
             .ok_or_else(|| invalid("ARN", "missing: the DynamoDB table ARN"))?
             .parse()
-            .map_err(|e| invalid("ARN", e))?;
+            .map_err(|e| invalid("ARN", Report(&e)))?;
         let region = present(&raw.aws_region)
             .unwrap_or(arn.table().region())
             .to_owned();
@@ -283,22 +283,25 @@ impl Config {
             })
             .transpose()?;
         let starting_position = present(&raw.starting_position)
-            .map(|v| v.parse().map_err(|e| invalid("STARTING_POSITION", e)))
+            .map(|v| {
+                v.parse()
+                    .map_err(|e| invalid("STARTING_POSITION", Report(&e)))
+            })
             .transpose()?
             .unwrap_or_default();
         let checkpoint = checkpoint_location(raw, &arn)?;
         let payload_format = present(&raw.payload_format)
-            .map(|v| v.parse().map_err(|e| invalid("PAYLOAD_FORMAT", e)))
+            .map(|v| v.parse().map_err(|e| invalid("PAYLOAD_FORMAT", Report(&e))))
             .transpose()?
             .unwrap_or_default();
         let event_names = present(&raw.event_names)
-            .map(|v| v.parse().map_err(|e| invalid("EVENT_NAMES", e)))
+            .map(|v| v.parse().map_err(|e| invalid("EVENT_NAMES", Report(&e))))
             .transpose()?
             .unwrap_or_default();
         let overrides = present(&raw.k_ce_overrides)
             .map(|v| {
                 v.parse::<CeOverrides>()
-                    .map_err(|e| invalid("K_CE_OVERRIDES", e))
+                    .map_err(|e| invalid("K_CE_OVERRIDES", Report(&e)))
             })
             .transpose()?
             .unwrap_or_default();
@@ -314,7 +317,7 @@ impl Config {
         if let Some(policy) = present(&raw.delivery_backoff_policy) {
             delivery.backoff_policy = policy
                 .parse::<BackoffPolicy>()
-                .map_err(|e| invalid("DELIVERY_BACKOFF_POLICY", e))?;
+                .map_err(|e| invalid("DELIVERY_BACKOFF_POLICY", Report(&e)))?;
         }
         if let Some(delay) = present(&raw.delivery_backoff_delay) {
             delivery.backoff_delay = duration("DELIVERY_BACKOFF_DELAY", delay)?;

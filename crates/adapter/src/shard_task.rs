@@ -50,12 +50,12 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(30);
 const SPENT_GROUP: usize = 64;
 
 /// Why a shard task ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ShardExit {
     /// Read to its end; its children may start.
     Finished,
     /// The shard (or its stream) no longer exists.
-    Gone(String),
+    Gone(ShardGone),
     /// Shutdown.
     Cancelled,
 }
@@ -347,7 +347,7 @@ struct Delivery {
 enum Ending {
     Reading,
     EndOfShard,
-    Gone(String),
+    Gone(ShardGone),
     /// The reading side stopped (shutdown).
     Stopped,
 }
@@ -399,7 +399,7 @@ impl Delivery {
                             self.shared.progress.finish(&self.shard);
                             return ShardExit::Finished;
                         }
-                        Ending::Gone(reason) => return ShardExit::Gone(reason),
+                        Ending::Gone(gone) => return ShardExit::Gone(gone),
                         Ending::Stopped => return ShardExit::Cancelled,
                     }
                 }
@@ -419,7 +419,7 @@ impl Delivery {
                         }
                         self.take(&mut window, batch).await;
                     }
-                    Some(Err(gone)) => ending = Ending::Gone(gone.reason),
+                    Some(Err(gone)) => ending = Ending::Gone(gone),
                     None => ending = Ending::Stopped,
                 },
                 _ = pace(wait_pacing), if wait_pacing.is_some() => {}

@@ -1,6 +1,7 @@
 //! Kubernetes Events on the source, for what its owner must notice without
 //! reading logs: records lost to the stream's retention.
 
+use dynamodb_source_api::Report;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -42,7 +43,7 @@ impl SourceEvents {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &self.reference).await {
-            warn!(error = %e, reason, "recording a Kubernetes Event failed");
+            warn!(error = %Report(&e), reason, "recording a Kubernetes Event failed");
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use dynamodb_source_api::{SourceArn, StartingPosition, StreamArn};
+use dynamodb_source_api::{Report, SourceArn, StartingPosition, StreamArn};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_stream::checkpoint::Checkpoint;
 use dynamodb_source_stream::lineage::{self, Origin};
@@ -66,6 +66,20 @@ impl Drop for PositionHeld {
     }
 }
 
+/// Why the stream cannot be read yet; discovery retries with backoff.
+#[derive(Debug, thiserror::Error)]
+enum DiscoveryError {
+    #[error("describing the table's stream")]
+    Api(#[from] StreamError),
+    #[error("table {table} has no stream: enable DynamoDB Streams on it")]
+    NoStream { table: String },
+    #[error("stream {stream} is {status:?} and has no shards")]
+    NoShards {
+        stream: StreamArn,
+        status: StreamStatus,
+    },
+}
+
 /// The shortest time between two discoveries that readers asked for.
 const REQUESTED_DISCOVERY_GAP: Duration = Duration::from_secs(1);
 
@@ -106,16 +120,16 @@ impl Supervisor {
                 }
                 Err(problem) => {
                     let wait = failures.next_wait();
-                    warn!(%problem, retry_in = ?wait, "the stream cannot be read yet");
+                    warn!(problem = %Report(&problem), retry_in = ?wait, "the stream cannot be read yet");
                     wait
                 }
             };
             let ended = |running: &mut HashMap<ShardId, Running>, shard: ShardId, exit| {
                 running.remove(&shard);
-                if let ShardExit::Gone(reason) = exit {
+                if let ShardExit::Gone(gone) = exit {
                     // ResourceNotFound for the shard itself: proven gone, so
                     // its progress is forgotten and its children go ahead.
-                    warn!(shard = %shard, %reason, "shard is gone; its children no longer wait for it");
+                    warn!(shard = %shard, error = %Report(&gone), "shard is gone; its children no longer wait for it");
                     self.shared.progress.forget(&shard);
                 }
             };
@@ -225,24 +239,20 @@ impl Supervisor {
         done: &mpsc::UnboundedSender<(ShardId, ShardExit)>,
         cancel: &CancellationToken,
         first: bool,
-    ) -> Result<(), String> {
-        let chosen = self
-            .choose_stream(origin)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), DiscoveryError> {
+        let chosen = self.choose_stream(origin).await?;
         let Some((stream, info)) = chosen else {
             self.health.stream_described(false);
-            return Err(format!(
-                "table {} has no stream: enable DynamoDB Streams on it",
-                self.arn.table()
-            ));
+            return Err(DiscoveryError::NoStream {
+                table: self.arn.table().to_string(),
+            });
         };
         self.health.stream_described(true);
         if info.status != StreamStatus::Enabled && info.shards.is_empty() {
-            return Err(format!(
-                "stream {stream} is {:?} and has no shards",
-                info.status
-            ));
+            return Err(DiscoveryError::NoShards {
+                stream,
+                status: info.status,
+            });
         }
         if self.shared.progress.snapshot().is_none() {
             self.shared

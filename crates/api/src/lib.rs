@@ -7,10 +7,12 @@
 pub mod arn;
 pub mod crd;
 pub mod options;
+mod report;
 pub mod secret_url;
 
 pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
 pub use options::{EventName, EventNameFilter, OptionError, PayloadFormat, StartingPosition};
+pub use report::Report;
 
 /// The CloudEvent type of every event the source emits.
 pub const EVENT_TYPE: &str = "com.amazon.dynamodb.stream_record";

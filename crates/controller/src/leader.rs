@@ -6,6 +6,7 @@
 //! by anyone, and optimistic concurrency on `resourceVersion` makes exactly
 //! one contender win.
 
+use dynamodb_source_api::Report;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -104,7 +105,7 @@ impl Elector {
                     return true;
                 }
                 Ok(Claim::HeldByOther(holder)) => debug!(%holder, "another replica leads"),
-                Err(e) => debug!(error = %e, "leader election attempt failed"),
+                Err(e) => debug!(error = %Report(&e), "leader election attempt failed"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.retry) => {}
@@ -130,7 +131,7 @@ impl Elector {
                     return true;
                 }
                 Err(e) => {
-                    warn!(error = %e, "renewing the Lease failed");
+                    warn!(error = %Report(&e), "renewing the Lease failed");
                     // Stop before the Lease can expire, so two leaders never overlap.
                     if last_renewal.elapsed() + self.settings.retry >= self.settings.duration {
                         return true;
@@ -158,7 +159,7 @@ impl Elector {
             .replace(&self.settings.name, &PostParams::default(), &lease)
             .await
         {
-            warn!(error = %e, "releasing the Lease failed; it expires by itself");
+            warn!(error = %Report(&e), "releasing the Lease failed; it expires by itself");
         } else {
             info!("released the leader Lease");
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dynamodb_source_api::SourceArn;
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
-use dynamodb_source_api::secret_url;
+use dynamodb_source_api::{Report, secret_url};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
@@ -28,20 +28,20 @@ use crate::status::{self, AdapterObservation, Observations, Problem, SinkObserva
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("applying {kind} {namespace}/{name}: {source}")]
+    #[error("applying {kind} {namespace}/{name}")]
     Apply {
         kind: &'static str,
         namespace: String,
         name: String,
         source: kube::Error,
     },
-    #[error("writing the status of {namespace}/{name}: {source}")]
+    #[error("writing the status of {namespace}/{name}")]
     Status {
         namespace: String,
         name: String,
         source: kube::Error,
     },
-    #[error("reading {what}: {source}")]
+    #[error("reading {what}")]
     Read { what: String, source: kube::Error },
 }
 
@@ -420,7 +420,7 @@ pub fn error_policy(source: Arc<AWSDynamoDBSource>, error: &Error, ctx: Arc<Cont
         *count
     };
     let wait = backoff(failures);
-    warn!(source = %source.name_any(), %error, failures, retry_in = ?wait, "reconcile failed");
+    warn!(source = %source.name_any(), error = %Report(error), failures, retry_in = ?wait, "reconcile failed");
     ctx.metrics.failure(error.kind());
     Action::requeue(wait)
 }

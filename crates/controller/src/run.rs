@@ -1,6 +1,7 @@
 //! The controller process: leader election, the watch-driven reconcile loop,
 //! operations endpoints, and graceful shutdown.
 
+use dynamodb_source_api::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,11 +38,12 @@ pub struct ControllerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("connecting to the Kubernetes API: {0}")]
+    #[error("connecting to the Kubernetes API")]
     Client(#[source] kube::Error),
-    #[error("serving metrics and health on {addr}: {source}")]
+    #[error("serving metrics and health on {addr}")]
     Bind {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error("lost the leader Lease; exiting so that only one replica reconciles")]
@@ -145,7 +147,7 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(source = %object.name, "reconciled"),
-                Err(e) => debug!(error = %e, "reconcile loop"),
+                Err(e) => debug!(error = %Report(&e), "reconcile loop"),
             }
         })
         .await;

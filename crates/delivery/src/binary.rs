@@ -40,14 +40,18 @@ static TIME: HeaderName = HeaderName::from_static("ce-time");
 pub struct ExtensionHeaders(RwLock<HashMap<String, HeaderName>>);
 
 impl ExtensionHeaders {
-    fn get(&self, extension: &str) -> Result<HeaderName, String> {
+    fn get(&self, extension: &str) -> Result<HeaderName, EncodeError> {
         let known = self.0.read().unwrap_or_else(|p| p.into_inner());
         if let Some(name) = known.get(extension) {
             return Ok(name.clone());
         }
         drop(known);
-        let name = HeaderName::try_from(format!("ce-{extension}"))
-            .map_err(|e| format!("extension {extension:?} cannot be a header name: {e}"))?;
+        let name = HeaderName::try_from(format!("ce-{extension}")).map_err(|source| {
+            EncodeError::ExtensionName {
+                extension: extension.to_owned(),
+                source,
+            }
+        })?;
         self.0
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,16 +98,37 @@ fn push(out: &mut Vec<u8>, value: &dyn Display) -> Range<usize> {
     start..out.len()
 }
 
+/// Why an event cannot be written as an HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("unknown context attribute {0:?}")]
+    UnknownAttribute(String),
+    #[error("extension {extension:?} cannot be a header name")]
+    ExtensionName {
+        extension: String,
+        #[source]
+        source: http::header::InvalidHeaderName,
+    },
+    #[error("header {name} cannot hold its value")]
+    HeaderValue {
+        name: HeaderName,
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+    #[error("the event's JSON data cannot be serialised")]
+    Data(#[source] serde_json::Error),
+}
+
 /// Encodes `event` as binary-mode headers and body.
 pub fn encode(
     mut event: Event,
     extensions: &ExtensionHeaders,
-) -> Result<(HeaderMap, Bytes), String> {
+) -> Result<(HeaderMap, Bytes), EncodeError> {
     let mut values = Vec::with_capacity(512);
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(12);
     for (name, value) in event.iter_attributes() {
         let header =
-            attribute_header(name).ok_or_else(|| format!("unknown context attribute {name:?}"))?;
+            attribute_header(name).ok_or_else(|| EncodeError::UnknownAttribute(name.to_owned()))?;
         fields.push((header.clone(), push(&mut values, &value)));
     }
     for (name, value) in event.iter_extensions() {
@@ -112,15 +137,17 @@ pub fn encode(
     let values = Bytes::from(values);
     let mut headers = HeaderMap::with_capacity(fields.len() + 2);
     for (name, range) in fields {
-        let value = HeaderValue::from_maybe_shared(values.slice(range))
-            .map_err(|e| format!("header {name}: {e}"))?;
+        let value = match HeaderValue::from_maybe_shared(values.slice(range)) {
+            Ok(value) => value,
+            Err(source) => return Err(EncodeError::HeaderValue { name, source }),
+        };
         headers.insert(name, value);
     }
     let body = match event.take_data().2 {
         Some(Data::Binary(bytes)) => Bytes::from(bytes),
         Some(Data::String(text)) => Bytes::from(text),
         Some(Data::Json(json)) => {
-            Bytes::from(serde_json::to_vec(&json).map_err(|e| e.to_string())?)
+            Bytes::from(serde_json::to_vec(&json).map_err(EncodeError::Data)?)
         }
         None => Bytes::new(),
     };
@@ -233,6 +260,6 @@ mod tests {
         let mut event = Event::default();
         event.set_extension("bad name", "x");
         let error = encode(event, &ExtensionHeaders::default()).expect_err("refused");
-        assert!(error.contains("bad name"), "{error}");
+        assert!(error.to_string().contains("bad name"), "{error}");
     }
 }

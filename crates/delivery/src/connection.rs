@@ -32,10 +32,14 @@ type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// Why an exchange failed. The connection is dropped after any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    #[error("connecting to {target}: {reason}")]
-    Connect { target: Uri, reason: String },
-    #[error("sending the request: {0}")]
-    Send(String),
+    #[error("connecting to {target}")]
+    Connect {
+        target: Uri,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("sending the request")]
+    Send(#[source] hyper::Error),
     #[error("the connection closed before the answer was complete")]
     Closed,
 }
@@ -108,7 +112,7 @@ impl Open {
 enum Sent {
     Answered(Box<Open>, Response<Incoming>),
     /// Never written: the connection could not take it.
-    Unsent(Request<Full<Bytes>>, String),
+    Unsent(Request<Full<Bytes>>, hyper::Error),
     Failed(ExchangeError),
 }
 
@@ -118,16 +122,17 @@ impl Sent {
     fn answered(self) -> Result<(Box<Open>, Response<Incoming>), ExchangeError> {
         match self {
             Sent::Answered(open, response) => Ok((open, response)),
-            Sent::Unsent(_, reason) => Err(ExchangeError::Send(reason)),
+            Sent::Unsent(_, error) => Err(ExchangeError::Send(error)),
             Sent::Failed(e) => Err(e),
         }
     }
 
     fn refused(mut failed: TrySendError<Request<Full<Bytes>>>) -> Sent {
-        let reason = chain(failed.error());
-        match failed.take_message() {
-            Some(request) => Sent::Unsent(request, reason),
-            None => Sent::Failed(ExchangeError::Send(reason)),
+        let request = failed.take_message();
+        let error = failed.into_error();
+        match request {
+            Some(request) => Sent::Unsent(request, error),
+            None => Sent::Failed(ExchangeError::Send(error)),
         }
     }
 }
@@ -153,16 +158,18 @@ impl Connection {
 
     /// Boxed: a connection's state is about 2 KB, moved with every request otherwise.
     async fn connect(&mut self) -> Result<Box<Open>, ExchangeError> {
-        let failed = |reason: String| ExchangeError::Connect {
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| ExchangeError::Connect {
             target: self.target.clone(),
-            reason,
+            source,
         };
         let io = self
             .connector
             .call(self.target.clone())
             .await
-            .map_err(|e| failed(chain(&*e)))?;
-        let (sender, conn) = http1::handshake(io).await.map_err(|e| failed(chain(&e)))?;
+            .map_err(failed)?;
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| failed(Box::new(e)))?;
         Ok(Box::new(Open {
             sender,
             driver: Driver { conn, ended: false },
@@ -227,18 +234,6 @@ async fn drive<F: Future + ?Sized>(
         }
     })
     .await
-}
-
-/// An error with its causes: hyper's top-level message hides them.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut reason = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    reason
 }
 
 #[cfg(test)]

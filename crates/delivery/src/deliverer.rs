@@ -10,6 +10,7 @@ use cloudevents::{AttributesReader, Event};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::binary::EncodeError;
 use crate::connection::Connection;
 use crate::metrics::{
     AttemptLabels, AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
@@ -17,6 +18,7 @@ use crate::metrics::{
 };
 use crate::policy::DeliveryPolicy;
 use crate::sink::{Attempt, Encoded, Sink};
+use dynamodb_source_api::Report;
 
 /// How an event left the adapter's hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,7 @@ struct Failure {
 #[derive(Debug)]
 pub struct Prepared {
     id: String,
-    request: Result<Encoded, String>,
+    request: Result<Encoded, EncodeError>,
     /// The event itself, kept only when a dead-letter sink may need it.
     spare: Option<Event>,
 }
@@ -165,14 +167,15 @@ impl Deliverer {
         let Prepared { id, request, spare } = prepared;
         let request = match request {
             Ok(request) => request,
-            Err(reason) => {
+            Err(error) => {
+                let reason = Report(error).to_string();
                 error!(%id, %reason, "the event cannot be sent");
                 return match spare {
                     Some(event) => {
                         let failure = Failure {
                             reason: DeadLetterReason::Malformed,
                             status: None,
-                            body: reason.clone(),
+                            body: reason,
                         };
                         self.dead_letter(connections, event.clone(), failure, cancel)
                             .await
@@ -318,9 +321,9 @@ impl Deliverer {
                         .send_prepared(connection, encoded, self.policy.timeout)
                         .await
                 }
-                Err(body) => Attempt::Rejected {
+                Err(error) => Attempt::Rejected {
                     status: 0,
-                    body: body.clone(),
+                    body: Report(error).to_string(),
                 },
             };
             match attempt {

@@ -19,9 +19,10 @@ use url::Url;
 /// userinfo redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
-    #[error("{shown:?} is not a URL: {source}")]
+    #[error("{shown:?} is not a URL")]
     NotAUrl {
         shown: String,
+        #[source]
         source: url::ParseError,
     },
     #[error("{shown:?} is not an http(s) URL with a host")]

@@ -16,15 +16,20 @@ pub const EXT_SEQUENCE: &str = "sequence";
 /// CloudEvents partitioning extension: the item key.
 pub const EXT_PARTITION_KEY: &str = "partitionkey";
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("record {event_id}: {source}")]
+    #[error("record {event_id}")]
     Format {
         event_id: String,
+        #[source]
         source: FormatError,
     },
-    #[error("record {event_id}: building the CloudEvent: {reason}")]
-    Build { event_id: String, reason: String },
+    #[error("record {event_id}: building the CloudEvent")]
+    Build {
+        event_id: String,
+        #[source]
+        source: cloudevents::event::EventBuilderError,
+    },
 }
 
 /// Builds the events of one source.
@@ -79,7 +84,7 @@ impl EventFactory {
         }
         builder.build().map_err(|e| EventError::Build {
             event_id: record.event_id.clone(),
-            reason: e.to_string(),
+            source: e,
         })
     }
 

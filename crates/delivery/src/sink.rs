@@ -13,16 +13,17 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use url::Url;
 
-use crate::binary::{self, ExtensionHeaders};
+use crate::binary::{self, EncodeError, ExtensionHeaders};
 use crate::connection::{Answer, Connection, Connector};
 use crate::endpoint::Endpoint;
+use dynamodb_source_api::Report;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("K_CA_CERTS holds no usable PEM certificate: {0}")]
-    CaCerts(String),
-    #[error("building the HTTP client: {0}")]
-    Client(String),
+    #[error("K_CA_CERTS holds no usable PEM certificate")]
+    CaCerts(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("building the HTTP client")]
+    Client(#[source] rustls::Error),
     /// `url` is shown without its userinfo.
     #[error("{url} cannot be used as an HTTP request target: {reason}")]
     Url { url: Url, reason: String },
@@ -67,14 +68,14 @@ pub fn connector(extra_ca_pem: Option<&[u8]>) -> Result<Connector, SinkError> {
     if let Some(pem) = extra_ca_pem {
         let mut added = 0usize;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| SinkError::CaCerts(e.to_string()))?;
+            let cert = cert.map_err(|e| SinkError::CaCerts(Box::new(e)))?;
             roots
                 .add(cert)
-                .map_err(|e| SinkError::CaCerts(e.to_string()))?;
+                .map_err(|e| SinkError::CaCerts(Box::new(e)))?;
             added += 1;
         }
         if added == 0 {
-            return Err(SinkError::CaCerts("no certificate found".to_owned()));
+            return Err(SinkError::CaCerts("no certificate found".into()));
         }
     }
     // The provider is named here, not taken from the process default, so a
@@ -83,7 +84,7 @@ pub fn connector(extra_ca_pem: Option<&[u8]>) -> Result<Connector, SinkError> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| SinkError::Client(e.to_string()))?
+    .map_err(SinkError::Client)?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let mut http = HttpConnector::new();
@@ -185,9 +186,8 @@ impl Sink {
 
     /// Encodes `event` as a request (binary content mode), once, so that
     /// retries resend the same bytes.
-    pub fn prepare(&self, event: Event) -> Result<Encoded, String> {
-        let (mut headers, body) = binary::encode(event, &self.extensions)
-            .map_err(|e| format!("the event could not be encoded: {e}"))?;
+    pub fn prepare(&self, event: Event) -> Result<Encoded, EncodeError> {
+        let (mut headers, body) = binary::encode(event, &self.extensions)?;
         headers.insert(USER_AGENT, AGENT.clone());
         headers.insert(HOST, self.host.clone());
         if let Some(authorization) = self.endpoint.authorization() {
@@ -217,7 +217,7 @@ impl Sink {
                 return Attempt::Retryable {
                     status: None,
                     retry_after: None,
-                    reason: e.to_string(),
+                    reason: Report(&e).to_string(),
                 };
             }
             Err(_) => {

@@ -122,20 +122,26 @@ impl Checkpoint {
 /// Why progress could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("reading checkpoint {location}: {source}")]
+    #[error("reading checkpoint {location}")]
     Read {
         location: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("writing checkpoint {location}: {source}")]
+    #[error("writing checkpoint {location}")]
     Write {
         location: String,
+        #[source]
         source: std::io::Error,
     },
     #[error(
-        "checkpoint {location} is corrupt ({reason}); refusing to start over from LATEST, which would skip records: fix or remove it"
+        "checkpoint {location} is corrupt; refusing to start over from LATEST, which would skip records: fix or remove it"
     )]
-    Corrupt { location: String, reason: String },
+    Corrupt {
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("checkpoint {location} has version {found}, this adapter understands {supported}")]
     Version {
         location: String,
@@ -174,9 +180,9 @@ pub fn decode(location: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointErro
         version: u32,
     }
     let versioned: Versioned =
-        serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+        serde_json::from_slice(bytes).map_err(|source| CheckpointError::Corrupt {
             location: location.to_owned(),
-            reason: e.to_string(),
+            source,
         })?;
     if versioned.version != Checkpoint::VERSION {
         return Err(CheckpointError::Version {
@@ -185,9 +191,9 @@ pub fn decode(location: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointErro
             supported: Checkpoint::VERSION,
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| CheckpointError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|source| CheckpointError::Corrupt {
         location: location.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::config::http::HttpResponse;
-use aws_sdk_dynamodbstreams::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodbstreams::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodbstreams::types::{self as sdk, ShardIteratorType};
 use dynamodb_source_api::{StreamArn, TableName};
 
@@ -13,57 +13,62 @@ use crate::ids::{SequenceNumber, ShardId};
 use crate::lineage::{Shard, StartAt};
 use crate::wire::Page;
 
-/// What went wrong with a call, in the terms that decide the reaction.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What a call failed with, kept whole: the SDK's error (with its own causes:
+/// the service's code and message, or the network failure), or a description
+/// of an answer this client could not use.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with a call, in the terms that decide the reaction; the
+/// cause says why.
+#[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     /// The iterator is older than 15 minutes: get a new one from the last position.
-    #[error("shard iterator expired: {0}")]
-    ExpiredIterator(String),
+    #[error("the shard iterator expired")]
+    ExpiredIterator(#[source] Cause),
     /// Too many requests: back off and try again.
-    #[error("throttled: {0}")]
-    Throttled(String),
+    #[error("throttled")]
+    Throttled(#[source] Cause),
     /// The position asked for is older than the stream's 24-hour retention.
-    #[error("records were trimmed before they could be read: {0}")]
-    TrimmedData(String),
+    #[error("records were trimmed before they could be read")]
+    TrimmedData(#[source] Cause),
     /// The stream or shard does not exist (any more).
-    #[error("not found: {0}")]
-    NotFound(String),
+    #[error("not found")]
+    NotFound(#[source] Cause),
     /// A server or network failure that may pass.
-    #[error("transient failure: {0}")]
-    Transient(String),
+    #[error("transient failure")]
+    Transient(#[source] Cause),
     /// Anything else, e.g. missing permissions.
-    #[error("{0}")]
-    Other(String),
+    #[error("the call failed")]
+    Other(#[source] Cause),
 }
 
 impl StreamError {
     fn from_sdk<E>(err: SdkError<E, HttpResponse>) -> Self
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let server_failure = err
             .raw_response()
             .is_some_and(|response| response.status().as_u16() >= 500);
         let code = err.code().map(str::to_owned);
-        let message = DisplayErrorContext(&err).to_string();
+        let transport = matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+        );
+        let cause: Cause = Box::new(err);
         match code.as_deref() {
-            Some("ExpiredIteratorException") => StreamError::ExpiredIterator(message),
-            Some("TrimmedDataAccessException") => StreamError::TrimmedData(message),
-            Some("ResourceNotFoundException") => StreamError::NotFound(message),
+            Some("ExpiredIteratorException") => StreamError::ExpiredIterator(cause),
+            Some("TrimmedDataAccessException") => StreamError::TrimmedData(cause),
+            Some("ResourceNotFoundException") => StreamError::NotFound(cause),
             Some(
                 "LimitExceededException"
                 | "ThrottlingException"
                 | "ProvisionedThroughputExceededException"
                 | "RequestLimitExceeded",
-            ) => StreamError::Throttled(message),
-            Some("InternalServerError" | "ServiceUnavailable") => StreamError::Transient(message),
-            _ if server_failure => StreamError::Transient(message),
-            _ => match err {
-                SdkError::DispatchFailure(_)
-                | SdkError::TimeoutError(_)
-                | SdkError::ResponseError(_) => StreamError::Transient(message),
-                _ => StreamError::Other(message),
-            },
+            ) => StreamError::Throttled(cause),
+            Some("InternalServerError" | "ServiceUnavailable") => StreamError::Transient(cause),
+            _ if server_failure || transport => StreamError::Transient(cause),
+            _ => StreamError::Other(cause),
         }
     }
 }
@@ -84,6 +89,11 @@ pub struct StreamInfo {
     pub status: StreamStatus,
     pub shards: Vec<Shard>,
 }
+
+/// A GetRecords answer whose body is not the JSON the API documents.
+#[derive(Debug, thiserror::Error)]
+#[error("the GetRecords answer is not the expected JSON")]
+struct UnexpectedAnswer(#[source] serde_json::Error);
 
 /// The Streams API client this product uses.
 #[derive(Debug, Clone)]
@@ -135,7 +145,9 @@ impl StreamClient {
         newest
             .map(|(_, arn)| {
                 arn.parse::<StreamArn>().map_err(|e| {
-                    StreamError::Other(format!("ListStreams returned an unusable stream ARN: {e}"))
+                    StreamError::Other(
+                        format!("ListStreams returned an unusable stream ARN: {e}").into(),
+                    )
                 })
             })
             .transpose()
@@ -156,9 +168,9 @@ impl StreamClient {
                 .await
                 .map_err(StreamError::from_sdk)?;
             let Some(description) = page.stream_description() else {
-                return Err(StreamError::Other(format!(
-                    "DescribeStream of {stream} returned no description"
-                )));
+                return Err(StreamError::Other(
+                    format!("DescribeStream of {stream} returned no description").into(),
+                ));
             };
             status = match description.stream_status() {
                 Some(sdk::StreamStatus::Enabled) => StreamStatus::Enabled,
@@ -209,9 +221,9 @@ impl StreamClient {
             .await
             .map_err(StreamError::from_sdk)?;
         out.shard_iterator().map(str::to_owned).ok_or_else(|| {
-            StreamError::NotFound(format!(
-                "GetShardIterator returned no iterator for shard {shard}"
-            ))
+            StreamError::NotFound(
+                format!("GetShardIterator returned no iterator for shard {shard}").into(),
+            )
         })
     }
 
@@ -229,12 +241,8 @@ impl StreamClient {
             .await
             .map_err(StreamError::from_sdk)?;
         let body = capture.take().ok_or_else(|| {
-            StreamError::Transient("GetRecords succeeded but its answer was not kept".to_owned())
+            StreamError::Transient("GetRecords succeeded but its answer was not kept".into())
         })?;
-        Page::parse(&body).map_err(|e| {
-            StreamError::Transient(format!(
-                "the GetRecords answer is not the expected JSON: {e}"
-            ))
-        })
+        Page::parse(&body).map_err(|e| StreamError::Transient(Box::new(UnexpectedAnswer(e))))
     }
 }

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamodb_source_api::StreamArn;
+use dynamodb_source_api::{Report, StreamArn};
 use dynamodb_source_backoff::Backoff;
 use tracing::{info, warn};
 
@@ -47,11 +47,12 @@ impl Batch {
 }
 
 /// The shard cannot be read any more (it, or its stream, no longer exists).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("shard {shard} cannot be read: {reason}")]
+#[derive(Debug, thiserror::Error)]
+#[error("shard {shard} cannot be read")]
 pub struct ShardGone {
     pub shard: ShardId,
-    pub reason: String,
+    #[source]
+    pub source: StreamError,
 }
 
 /// Reads one shard batch by batch.
@@ -302,44 +303,45 @@ impl ShardReader {
     }
 
     async fn on_error(&mut self, err: StreamError) -> Result<(), ShardGone> {
-        match err {
+        match &err {
             StreamError::ExpiredIterator(_) => {
                 self.metrics.call(CallResult::Expired);
                 info!(position = ?self.position(), "shard iterator expired, acquiring a new one");
                 self.reacquire();
             }
-            StreamError::TrimmedData(message) => {
+            StreamError::TrimmedData(_) => {
                 self.metrics.call(CallResult::Trimmed);
                 self.metrics.trimmed.inc();
-                warn!(position = ?self.position(), %message,
+                warn!(position = ?self.position(), error = %Report(&err),
                     "records were trimmed before they could be read; continuing from TRIM_HORIZON");
                 self.trimmed = Some(format!(
-                    "shard {} position {:?} was past the stream's retention: {message}",
+                    "shard {} position {:?} was past the stream's retention: {}",
                     self.shard,
-                    self.position()
+                    self.position(),
+                    Report(&err)
                 ));
                 self.start = StartAt::TrimHorizon;
                 self.last = None;
                 self.latest_opened_at = None;
                 self.iterator = None;
             }
-            StreamError::NotFound(reason) => {
+            StreamError::NotFound(_) => {
                 self.metrics.call(CallResult::NotFound);
                 return Err(ShardGone {
                     shard: self.shard.clone(),
-                    reason,
+                    source: err,
                 });
             }
-            StreamError::Throttled(message) => {
+            StreamError::Throttled(_) => {
                 self.metrics.call(CallResult::Throttled);
                 let pause = self.pause.next_wait();
-                info!(?pause, %message, "throttled, backing off");
+                info!(?pause, error = %Report(&err), "throttled, backing off");
                 tokio::time::sleep(pause).await;
             }
-            StreamError::Transient(message) | StreamError::Other(message) => {
+            StreamError::Transient(_) | StreamError::Other(_) => {
                 self.metrics.call(CallResult::Error);
                 let pause = self.pause.next_wait();
-                warn!(?pause, %message, "reading the shard failed, retrying");
+                warn!(?pause, error = %Report(&err), "reading the shard failed, retrying");
                 // Retry the same iterator (still valid for 15 minutes) unless it
                 // keeps failing, in which case it may be the cause.
                 self.iterator_failures = self.iterator_failures.saturating_add(1);

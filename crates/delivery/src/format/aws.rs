@@ -142,6 +142,5 @@ pub(crate) fn envelope<'a, I: Serialize>(
 }
 
 pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, FormatError> {
-    serde_json::to_vec(&envelope(record, stream, TypedItem))
-        .map_err(|e| FormatError::Json(e.to_string()))
+    serde_json::to_vec(&envelope(record, stream, TypedItem)).map_err(FormatError::Json)
 }

@@ -12,12 +12,12 @@ use dynamodb_source_api::{PayloadFormat, StreamArn};
 use dynamodb_source_stream::{AttributeValue, StreamRecord};
 
 /// A record whose content cannot be rendered in the chosen format.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error("attribute {path} holds {value:?}, which is not a number JSON can carry")]
     Number { path: String, value: String },
-    #[error("serializing the record: {0}")]
-    Json(String),
+    #[error("serializing the record")]
+    Json(#[source] serde_json::Error),
 }
 
 /// Renders a record's `data` in the given format.

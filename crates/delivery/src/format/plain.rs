@@ -148,8 +148,7 @@ pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, Form
     if let Some((path, value)) = first_bad_number(record) {
         return Err(FormatError::Number { path, value });
     }
-    serde_json::to_vec(&envelope(record, stream, PlainItem))
-        .map_err(|e| FormatError::Json(e.to_string()))
+    serde_json::to_vec(&envelope(record, stream, PlainItem)).map_err(FormatError::Json)
 }
 
 #[cfg(test)]
