@@ -205,7 +205,7 @@ fn baseline_client(args: &[String]) {
     };
     let n: usize = n.parse().expect("N");
     let loops: usize = loops.parse().expect("LOOPS");
-    let mut headers = http::HeaderMap::new();
+    let mut headers = HeaderMap::new();
     for line in std::fs::read_to_string(header_file)
         .expect("headers")
         .lines()

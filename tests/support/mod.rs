@@ -97,7 +97,7 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 pub async fn local_get(port: u16, path: &str) -> Option<(u16, String)> {
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}{path}"))
-        .timeout(std::time::Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
         .send()
         .await
         .ok()?;

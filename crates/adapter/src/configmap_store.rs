@@ -40,7 +40,7 @@ use tokio::sync::Mutex;
 pub const DATA_KEY: &str = "checkpoint.json";
 
 /// The field manager of the adapter's writes (visible in `managedFields`).
-pub const FIELD_MANAGER: &str = "dynamodb-source-adapter";
+pub(crate) const FIELD_MANAGER: &str = "dynamodb-source-adapter";
 
 /// Keeps progress in a ConfigMap, with optimistic concurrency on its
 /// `resourceVersion` (see the module documentation).

@@ -11,30 +11,30 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     stream_described: AtomicBool,
     sink_reachable: AtomicBool,
     positions_held: AtomicBool,
 }
 
 impl Health {
-    pub fn stream_described(&self, yes: bool) {
+    pub(crate) fn stream_described(&self, yes: bool) {
         self.stream_described.store(yes, Ordering::Relaxed);
     }
 
-    pub fn sink_reachable(&self) {
+    pub(crate) fn sink_reachable(&self) {
         self.sink_reachable.store(true, Ordering::Relaxed);
     }
 
     /// Every shard started at the first discovery holds its starting
     /// position. Once true it stays true: shards found later do not make a
     /// running adapter unready.
-    pub fn positions_held(&self) {
+    pub(crate) fn positions_held(&self) {
         self.positions_held.store(true, Ordering::Relaxed);
     }
 
     /// `Ok` when ready, or why not.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), String> {
         if !self.stream_described.load(Ordering::Relaxed) {
             return Err("the table's stream has not been described yet".to_owned());
         }

@@ -33,17 +33,17 @@ label_enum! {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WriteLabels {
+pub(crate) struct WriteLabels {
     pub result: WriteResult,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct ProgressMetrics {
+pub(crate) struct ProgressMetrics {
     pub writes: Family<WriteLabels, Counter>,
 }
 
 impl ProgressMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "dynamodb_source_checkpoint_writes",
             "Checkpoint saves by result",
@@ -59,7 +59,7 @@ struct State {
     saved: u64,
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     state: Mutex<State>,
     changed: Notify,
     store: Arc<dyn CheckpointStore>,
@@ -68,7 +68,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn CheckpointStore>,
         loaded: Option<Checkpoint>,
         metrics: ProgressMetrics,
@@ -113,16 +113,16 @@ impl Progress {
     /// Asks the writer to save what was staged. Shard tasks call it once per
     /// batch rather than per record, and the writer saves at most once per
     /// interval: a crash repeats what was acknowledged since the last save.
-    pub fn commit(&self) {
+    pub(crate) fn commit(&self) {
         self.changed.notify_one();
     }
 
-    pub fn snapshot(&self) -> Option<Checkpoint> {
+    pub(crate) fn snapshot(&self) -> Option<Checkpoint> {
         self.lock().checkpoint.clone()
     }
 
     /// Starts tracking a stream afresh (first start, or the table's stream changed).
-    pub fn replace(&self, checkpoint: Checkpoint) {
+    pub(crate) fn replace(&self, checkpoint: Checkpoint) {
         let mut state = self.lock();
         state.checkpoint = Some(checkpoint);
         state.generation += 1;
@@ -131,26 +131,26 @@ impl Progress {
     }
 
     /// Records an acknowledgement; saved at the next commit.
-    pub fn advance(&self, shard: &ShardId, sequence_number: &SequenceNumber) {
+    pub(crate) fn advance(&self, shard: &ShardId, sequence_number: &SequenceNumber) {
         self.stage(|c| c.advance(shard, sequence_number));
     }
 
-    pub fn finish(&self, shard: &ShardId) {
+    pub(crate) fn finish(&self, shard: &ShardId) {
         self.update(|c| c.finish(shard));
     }
 
-    pub fn record(&self, entries: impl IntoIterator<Item = (ShardId, ShardProgress)>) {
+    pub(crate) fn record(&self, entries: impl IntoIterator<Item = (ShardId, ShardProgress)>) {
         self.update(|c| c.shards.extend(entries));
     }
 
     /// Forgets a shard the API says is gone; its children no longer wait.
-    pub fn forget(&self, shard: &ShardId) {
+    pub(crate) fn forget(&self, shard: &ShardId) {
         self.update(|c| c.forget(shard));
     }
 
     /// Notes which shards one DescribeStream answer listed (see
     /// [`Checkpoint::note_listing`]); saved only when that changed something.
-    pub fn note_listing(&self, listed: impl Fn(&ShardId) -> bool, now: i64) {
+    pub(crate) fn note_listing(&self, listed: impl Fn(&ShardId) -> bool, now: i64) {
         let mut state = self.lock();
         let changed = state
             .checkpoint
@@ -164,7 +164,7 @@ impl Progress {
     }
 
     /// Saves the newest state if it changed since the last save.
-    pub async fn flush(&self) -> Result<(), CheckpointError> {
+    pub(crate) async fn flush(&self) -> Result<(), CheckpointError> {
         let (checkpoint, generation) = {
             let state = self.lock();
             if state.generation == state.saved {
@@ -203,7 +203,7 @@ impl Progress {
     /// Saves after changes until `stop`, at most once per interval, retrying
     /// failed saves. Changes made meanwhile are saved together at the end of
     /// the interval, so the last one is never left unsaved for longer.
-    pub async fn write_loop(&self, stop: CancellationToken) {
+    pub(crate) async fn write_loop(&self, stop: CancellationToken) {
         // 200 ms more after each failed save in a row, up to 10 s.
         let mut failures = Backoff::new(
             Growth::Linear,

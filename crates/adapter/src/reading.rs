@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 /// A current-thread runtime on its own OS thread, running until dropped.
 #[derive(Debug)]
-pub struct ReadingThread {
+pub(crate) struct ReadingThread {
     handle: Handle,
     stop: CancellationToken,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ReadingThread {
-    pub fn start() -> std::io::Result<Self> {
+    pub(crate) fn start() -> std::io::Result<Self> {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
@@ -61,7 +61,7 @@ impl ReadingThread {
     }
 
     /// Where discovery and shard readers run.
-    pub fn handle(&self) -> &Handle {
+    pub(crate) fn handle(&self) -> &Handle {
         &self.handle
     }
 }

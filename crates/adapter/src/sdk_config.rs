@@ -20,7 +20,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the SDK configuration. The HTTPS client uses rustls with the ring
 /// provider, the one crypto backend in this build.
-pub async fn sdk_config(
+pub(crate) async fn sdk_config(
     region: &str,
     endpoint: Option<&Url>,
     assume_role_arn: Option<&str>,

@@ -17,9 +17,9 @@ use url::Url;
 /// 1,000 writes a second, and a sink that answers in 10 ms then needs ten
 /// sends in flight; twice that leaves room for slower answers and for items
 /// written in bursts.
-pub const DEFAULT_PARALLELISM: usize = 20;
+pub(crate) const DEFAULT_PARALLELISM: usize = 20;
 /// The most `DELIVERY_PARALLELISM` accepts, as the CRD does.
-pub const MAX_PARALLELISM: usize = 1000;
+pub(crate) const MAX_PARALLELISM: usize = 1000;
 
 /// One setting that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -51,7 +51,7 @@ const SPENT_GROUP: usize = 64;
 
 /// Why a shard task ended.
 #[derive(Debug)]
-pub enum ShardExit {
+pub(crate) enum ShardExit {
     /// Read to its end; its children may start.
     Finished,
     /// The shard (or its stream) no longer exists.
@@ -61,7 +61,7 @@ pub enum ShardExit {
 }
 
 /// What every shard task shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub factory: EventFactory,
     pub deliverer: Deliverer,
     pub filter: EventNameFilter,
@@ -79,7 +79,7 @@ pub struct Shared {
     pub held: RecordsHeld,
 }
 
-pub struct ShardTask {
+pub(crate) struct ShardTask {
     pub reader: ShardReader,
     pub stream: StreamArn,
     pub shared: Arc<Shared>,
@@ -203,7 +203,7 @@ impl ShardTask {
     /// Reads ahead while delivering: the next batch is fetched and encoded
     /// on the reading thread while earlier ones are delivered, so neither
     /// GetRecords latency nor encoding adds to delivery time.
-    pub async fn run(self) -> ShardExit {
+    pub(crate) async fn run(self) -> ShardExit {
         let ShardTask {
             reader,
             stream,

@@ -8,13 +8,13 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
 /// Records Events on one `AWSDynamoDBSource`.
-pub struct SourceEvents {
+pub(crate) struct SourceEvents {
     recorder: Recorder,
     reference: ObjectReference,
 }
 
 impl SourceEvents {
-    pub fn new(client: Client, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(client: Client, namespace: &str, name: &str) -> Self {
         let reporter = Reporter {
             controller: "dynamodb-source-adapter".to_owned(),
             instance: std::env::var("HOSTNAME").ok(),
@@ -32,7 +32,7 @@ impl SourceEvents {
     }
 
     /// A Warning Event; failures to record it are logged, never fatal.
-    pub async fn warn(&self, reason: &str, note: &str) {
+    pub(crate) async fn warn(&self, reason: &str, note: &str) {
         // The API refuses notes over 1 kB.
         let note = note[..note.floor_char_boundary(1000)].to_owned();
         let event = Event {

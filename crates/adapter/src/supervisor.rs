@@ -26,7 +26,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::health::Health;
 use crate::shard_task::{ShardExit, ShardTask, Shared};
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pub client: StreamClient,
     pub arn: SourceArn,
     pub starting_position: StartingPosition,
@@ -93,7 +93,7 @@ fn now_unix() -> i64 {
 impl Supervisor {
     /// Runs until `cancel`; then gives shard tasks `shutdown_timeout` to finish
     /// their in-flight delivery before abandoning them.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(ShardId, ShardExit)>();
         let mut running: HashMap<ShardId, Running> = HashMap::new();
         let mut origin = match self.shared.progress.snapshot() {

@@ -16,6 +16,9 @@ pub use report::Report;
 
 /// The CloudEvent type of every event the source emits.
 pub const EVENT_TYPE: &str = "com.amazon.dynamodb.stream_record";
+// The JsonSchema derive re-declares some of these types in a private scope,
+// which unreachable_pub reports; they are public through this module.
+#[allow(unreachable_pub)]
 pub mod resource;
 
 pub use resource::{AWSDynamoDBSource, AWSDynamoDBSourceSpec, AWSDynamoDBSourceStatus};

@@ -25,13 +25,13 @@ use crate::names::{self, Names};
 use dynamodb_source_api::secret_url;
 
 /// The adapter's metrics and health port.
-pub const METRICS_PORT: i32 = 9090;
+pub(crate) const METRICS_PORT: i32 = 9090;
 /// The annotation EKS reads to give a ServiceAccount an IAM role.
-pub const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub(crate) const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
 /// What the controller resolved before building.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub image: String,
     pub sink: Url,
     pub dead_letter_sink: Option<Url>,
@@ -42,7 +42,7 @@ fn owner(source: &AWSDynamoDBSource) -> Option<OwnerReference> {
 }
 
 /// Labels that select one source's adapter pods.
-pub fn selector_labels(source: &AWSDynamoDBSource) -> BTreeMap<String, String> {
+pub(crate) fn selector_labels(source: &AWSDynamoDBSource) -> BTreeMap<String, String> {
     BTreeMap::from([
         (names::LABEL_NAME.to_owned(), names::APP_NAME.to_owned()),
         (
@@ -73,7 +73,7 @@ fn meta(source: &AWSDynamoDBSource, name: &str) -> ObjectMeta {
 }
 
 /// The ServiceAccount the adapter runs as: the one the source names, or ours.
-pub fn service_account_name(source: &AWSDynamoDBSource) -> String {
+pub(crate) fn service_account_name(source: &AWSDynamoDBSource) -> String {
     source
         .spec
         .auth
@@ -85,7 +85,7 @@ pub fn service_account_name(source: &AWSDynamoDBSource) -> String {
 
 /// Our ServiceAccount, annotated for IRSA when the source has a role; `None`
 /// when the source names its own ServiceAccount.
-pub fn service_account(source: &AWSDynamoDBSource) -> Option<ServiceAccount> {
+pub(crate) fn service_account(source: &AWSDynamoDBSource) -> Option<ServiceAccount> {
     let iam = source.spec.auth.as_ref().and_then(|a| a.iam.as_ref());
     if iam.is_some_and(|iam| iam.service_account.is_some()) {
         return None;
@@ -102,7 +102,7 @@ pub fn service_account(source: &AWSDynamoDBSource) -> Option<ServiceAccount> {
 
 /// The ConfigMap the adapter keeps its checkpoint in. Built without data: the
 /// adapter owns the data, the controller only the object.
-pub fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
+pub(crate) fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
     ConfigMap {
         metadata: meta(source, &Names::of(&source.name_any()).checkpoint),
         ..ConfigMap::default()
@@ -111,7 +111,7 @@ pub fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
 
 /// Exactly the checkpoint object, and recording Events (on its source: the
 /// API cannot narrow `create` by name).
-pub fn role(source: &AWSDynamoDBSource) -> Role {
+pub(crate) fn role(source: &AWSDynamoDBSource) -> Role {
     let names = Names::of(&source.name_any());
     Role {
         metadata: meta(source, &names.adapter),
@@ -133,7 +133,7 @@ pub fn role(source: &AWSDynamoDBSource) -> Role {
     }
 }
 
-pub fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
+pub(crate) fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
     let names = Names::of(&source.name_any());
     RoleBinding {
         metadata: meta(source, &names.adapter),
@@ -162,7 +162,10 @@ const DEAD_LETTER_SINK_URL_KEY: &str = "deadLetterSinkURL";
 /// Literal credential values, and sink URLs carrying userinfo (a password),
 /// moved into a Secret owned by the source so the Deployment only ever
 /// references them.
-pub fn credentials_secret(source: &AWSDynamoDBSource, resolved: &Resolved) -> Option<Secret> {
+pub(crate) fn credentials_secret(
+    source: &AWSDynamoDBSource,
+    resolved: &Resolved,
+) -> Option<Secret> {
     let mut data = BTreeMap::new();
     if let Some(credentials) = source
         .spec
@@ -207,7 +210,7 @@ pub fn credentials_secret(source: &AWSDynamoDBSource, resolved: &Resolved) -> Op
 
 /// Where one credential comes from: a key of a Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRef {
+pub(crate) struct SecretRef {
     pub name: String,
     pub key: String,
 }
@@ -254,7 +257,7 @@ fn secret_ref(
 }
 
 /// Every Secret key the adapter will read, with the variable it fills.
-pub fn credential_refs(source: &AWSDynamoDBSource) -> Vec<(&'static str, SecretRef)> {
+pub(crate) fn credential_refs(source: &AWSDynamoDBSource) -> Vec<(&'static str, SecretRef)> {
     let Some(credentials) = source
         .spec
         .auth
@@ -347,7 +350,7 @@ fn pod_annotations(
 }
 
 /// The adapter's environment: exactly the contract `dynamodb-source adapter` reads.
-pub fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVar> {
+pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Vec<EnvVar> {
     let spec = &source.spec;
     let names = Names::of(&source.name_any());
     let mut vars = vec![
@@ -559,7 +562,7 @@ fn probe(path: &str) -> Probe {
 }
 
 /// The adapter Deployment: one replica, never two readers of a shard.
-pub fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Deployment {
+pub(crate) fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Deployment {
     let names = Names::of(&source.name_any());
     let overrides = source.spec.adapter_overrides.clone().unwrap_or_default();
     let mut pod_labels = labels(source);

@@ -14,7 +14,7 @@ use crate::status::Problem;
 
 /// The address an Addressable publishes: `status.address.url`, else the first
 /// of `status.addresses`.
-pub fn address_of(object: &Value) -> Option<&str> {
+pub(crate) fn address_of(object: &Value) -> Option<&str> {
     let status = object.get("status")?;
     status
         .get("address")
@@ -32,7 +32,7 @@ pub fn address_of(object: &Value) -> Option<&str> {
 }
 
 /// `uri` alone, or relative to the referenced object's address.
-pub fn combine(base: Option<&str>, uri: Option<&str>) -> Result<Url, Problem> {
+pub(crate) fn combine(base: Option<&str>, uri: Option<&str>) -> Result<Url, Problem> {
     // Messages become status conditions and Events: never with a password.
     let invalid = |what: &str, e: url::ParseError| {
         Problem::new(
@@ -76,7 +76,7 @@ fn split_api_version(api_version: &str) -> (&str, &str) {
 }
 
 /// Resolves a destination for a source in `namespace`.
-pub async fn resolve(
+pub(crate) async fn resolve(
     client: &Client,
     namespace: &str,
     destination: &Destination,

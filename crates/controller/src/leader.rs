@@ -27,7 +27,7 @@ pub struct LeaseSettings {
     pub retry: Duration,
 }
 
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     settings: LeaseSettings,
 }
@@ -38,7 +38,7 @@ enum Claim {
 }
 
 impl Elector {
-    pub fn new(api: Api<Lease>, settings: LeaseSettings) -> Self {
+    pub(crate) fn new(api: Api<Lease>, settings: LeaseSettings) -> Self {
         Elector { api, settings }
     }
 
@@ -74,7 +74,7 @@ impl Elector {
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
             (Some(renewed), Some(seconds)) => {
                 let valid_until =
-                    renewed.0 + std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+                    renewed.0 + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
                 valid_until < now
             }
             _ => true,
@@ -97,7 +97,7 @@ impl Elector {
     }
 
     /// Waits until this replica leads; `false` if `stop` came first.
-    pub async fn acquire(&self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn acquire(&self, stop: &CancellationToken) -> bool {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(Claim::Acquired) => {
@@ -117,7 +117,7 @@ impl Elector {
     /// Renews until `stop`, or until renewal fails for longer than the Lease
     /// lasts (then another replica may already lead): returns whether
     /// leadership was lost.
-    pub async fn hold(&self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn hold(&self, stop: &CancellationToken) -> bool {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -142,7 +142,7 @@ impl Elector {
     }
 
     /// Gives the Lease up at shutdown so a standby takes over at once.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.settings.name).await else {
             return;
         };

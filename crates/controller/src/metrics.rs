@@ -8,12 +8,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
+pub(crate) struct ErrorLabels {
     pub error: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct ControllerMetrics {
+pub(crate) struct ControllerMetrics {
     pub reconciliations: Counter,
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
@@ -35,7 +35,7 @@ impl Default for ControllerMetrics {
 }
 
 impl ControllerMetrics {
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "dynamodb_source_controller_reconciliations",
             "Reconciliations of AWSDynamoDBSource objects",
@@ -58,7 +58,7 @@ impl ControllerMetrics {
         );
     }
 
-    pub fn failure(&self, error: &str) {
+    pub(crate) fn failure(&self, error: &str) {
         self.failures
             .get_or_create(&ErrorLabels {
                 error: error.to_owned(),

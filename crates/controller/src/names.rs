@@ -1,16 +1,16 @@
 //! Names and labels of the objects the controller makes for a source.
 
 /// Labels every adapter object carries.
-pub const LABEL_NAME: &str = "app.kubernetes.io/name";
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const APP_NAME: &str = "awsdynamodbsource";
-pub const MANAGER: &str = "dynamodb-source-controller";
+pub(crate) const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub(crate) const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub(crate) const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub(crate) const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub(crate) const APP_NAME: &str = "awsdynamodbsource";
+pub(crate) const MANAGER: &str = "dynamodb-source-controller";
 
 /// Label values are at most 63 characters; longer source names keep a prefix
 /// and a hash so they stay unique.
-pub fn label_value(name: &str) -> String {
+pub(crate) fn label_value(name: &str) -> String {
     if name.len() <= 63 {
         return name.to_owned();
     }
@@ -24,7 +24,7 @@ pub fn label_value(name: &str) -> String {
 
 /// The names of one source's objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
+pub(crate) struct Names {
     /// The Deployment, and the Role and RoleBinding of its ServiceAccount.
     pub adapter: String,
     /// The ServiceAccount the controller creates (unless the source names one).
@@ -37,7 +37,7 @@ pub struct Names {
 
 impl Names {
     /// TriggerMesh named adapters `awsdynamodbsource-{name}`; kept for familiarity.
-    pub fn of(source: &str) -> Names {
+    pub(crate) fn of(source: &str) -> Names {
         let adapter = format!("{APP_NAME}-{source}");
         Names {
             service_account: adapter.clone(),

@@ -27,7 +27,7 @@ use crate::names::{self, Names};
 use crate::status::{self, AdapterObservation, Observations, Problem, SinkObservation};
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("applying {kind} {namespace}/{name}")]
     Apply {
         kind: &'static str,
@@ -47,7 +47,7 @@ pub enum Error {
 
 impl Error {
     /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Error::Apply { .. } => "apply",
             Error::Status { .. } => "status",
@@ -57,7 +57,7 @@ impl Error {
 }
 
 /// What every reconciliation shares.
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     /// Consecutive failures per source, for backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<AWSDynamoDBSource>, u32>>,
@@ -250,7 +250,10 @@ fn now() -> String {
     namespace = source.namespace().as_deref().unwrap_or("default"),
     generation = source.metadata.generation.unwrap_or_default(),
 ))]
-pub async fn reconcile(source: Arc<AWSDynamoDBSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(
+    source: Arc<AWSDynamoDBSource>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let namespace = source.namespace().unwrap_or_else(|| "default".to_owned());
     let name = source.name_any();
     let client = &ctx.client;
@@ -400,7 +403,7 @@ async fn announce(
 
 /// The wait before retrying a source that failed `failures` times in a row:
 /// 1 s doubling to 5 minutes, so a broken API server is not hammered.
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     Backoff::new(
         Growth::Exponential,
         Duration::from_secs(1),
@@ -412,7 +415,11 @@ pub fn backoff(failures: u32) -> Duration {
 
 /// Errors are retried with exponential backoff per source; the next reconcile
 /// starts from scratch.
-pub fn error_policy(source: Arc<AWSDynamoDBSource>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(
+    source: Arc<AWSDynamoDBSource>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let failures = {
         let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(ObjectRef::from_obj(&*source)).or_insert(0);

@@ -6,20 +6,20 @@ use dynamodb_source_api::resource::{
     AWSDynamoDBSourceStatus, CeAttribute, Condition, ConditionStatus, Severity,
 };
 
-pub const READY: &str = "Ready";
-pub const SINK_PROVIDED: &str = "SinkProvided";
-pub const DEPLOYED: &str = "Deployed";
+pub(crate) const READY: &str = "Ready";
+pub(crate) const SINK_PROVIDED: &str = "SinkProvided";
+pub(crate) const DEPLOYED: &str = "Deployed";
 
 /// A reason and message for a condition that is not true.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// CamelCase, e.g. `SinkNotFound` or a pod's waiting reason.
     pub reason: String,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Problem {
+    pub(crate) fn new(reason: impl Into<String>, message: impl Into<String>) -> Problem {
         Problem {
             reason: reason.into(),
             message: message.into(),
@@ -29,14 +29,14 @@ impl Problem {
 
 /// What became of the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkObservation {
+pub(crate) enum SinkObservation {
     Resolved(String),
     Failed(Problem),
 }
 
 /// What became of the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdapterObservation {
+pub(crate) enum AdapterObservation {
     /// The spec cannot be deployed (invalid ARN, missing Secret, no sink...).
     NotDeployed(Problem),
     /// The Deployment exists; `available` per its Available condition.
@@ -49,7 +49,7 @@ pub enum AdapterObservation {
 
 /// Everything status depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observations {
+pub(crate) struct Observations {
     pub generation: Option<i64>,
     pub source: String,
     pub sink: SinkObservation,
@@ -100,7 +100,7 @@ fn stamp(
 
 /// The status to write. Ready is true only when the sink is resolved and the
 /// adapter is available; otherwise it carries the first problem's reason.
-pub fn compute(
+pub(crate) fn compute(
     observed: &Observations,
     previous: Option<&AWSDynamoDBSourceStatus>,
     now: &str,
@@ -157,7 +157,7 @@ pub fn compute(
 }
 
 /// The Ready condition of a status, for events and metrics.
-pub fn ready(status: &AWSDynamoDBSourceStatus) -> Option<&Condition> {
+pub(crate) fn ready(status: &AWSDynamoDBSourceStatus) -> Option<&Condition> {
     status.conditions.iter().find(|c| c.kind == READY)
 }
 

@@ -280,7 +280,7 @@ impl Deliverer {
     async fn pause(
         &self,
         retry: u32,
-        retry_after: Option<std::time::Duration>,
+        retry_after: Option<Duration>,
         cancel: &CancellationToken,
     ) -> bool {
         let wait = self.policy.wait(retry, retry_after);

@@ -16,7 +16,7 @@ use crate::wire::Page;
 /// What a call failed with, kept whole: the SDK's error (with its own causes:
 /// the service's code and message, or the network failure), or a description
 /// of an answer this client could not use.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// What went wrong with a call, in the terms that decide the reaction; the
 /// cause says why.

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The API's own cap on one GetRecords call.
-pub const API_MAX: usize = 1000;
+pub(crate) const API_MAX: usize = 1000;
 /// Records held across all shards by default.
 pub const DEFAULT_BUDGET: usize = 400;
 /// Below this a read costs more in calls than it saves in memory, and a busy
 /// shard (about 1,000 writes per second at most) could outrun its reader
 /// against the real service's 10-50 ms per call.
-pub const MIN_SHARE: usize = 50;
+pub(crate) const MIN_SHARE: usize = 50;
 
 #[derive(Debug, Clone)]
 pub enum ReadSize {

@@ -87,7 +87,7 @@ struct PositionChange {
 /// Parses one record. A record that cannot become a [`StreamRecord`] keeps
 /// its JSON, and its id and position where they can be read, so that it is
 /// logged, dead-lettered and passed over rather than lost or stalling the shard.
-pub fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
+pub(crate) fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
     let malformed = |reason: String| {
         let position = serde_json::from_str::<Position>(raw.get()).ok();
         let (event_id, sequence_number) = match position {
