@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dynamodb_source_api::adapter_env as env;
 use dynamodb_source_api::{
     EventNameFilter, PayloadFormat, Report, SourceArn, StartingPosition, secret_url,
 };
@@ -36,45 +37,127 @@ fn invalid(setting: &'static str, message: impl std::fmt::Display) -> SettingErr
     }
 }
 
-/// The settings as text, straight from the environment or the command line.
+/// The adapter's settings as text, straight from the environment or the
+/// command line: the one list of them. Each is an environment variable
+/// (named by [`env`], which the controller uses to write them) and a flag.
 /// Empty values count as unset, as Kubernetes may write them.
-#[derive(Debug, Clone, Default)]
+///
+/// Values stay text here and are checked by [`Config::from_raw`], so that
+/// every bad value, however it is wrong, exits with one line naming its
+/// variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Settings (environment variable or flag)")]
 pub struct RawSettings {
+    /// Required. The URL events are POSTed to.
+    #[arg(long = "sink", env = env::K_SINK, hide_env_values = true)]
     pub k_sink: Option<String>,
+    /// Required. The table ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/NAME), or a stream ARN to pin that stream.
+    #[arg(long, env = env::ARN, hide_env_values = true)]
     pub arn: Option<String>,
+    /// AWS region [default: the ARN's region].
+    #[arg(long, env = env::AWS_REGION, hide_env_values = true)]
     pub aws_region: Option<String>,
+    /// A custom AWS endpoint (VPC endpoint, local emulator).
+    #[arg(long, env = env::AWS_ENDPOINT_URL, hide_env_values = true)]
     pub aws_endpoint_url: Option<String>,
+    /// An IAM role to assume through STS before reading.
+    #[arg(long, env = env::AWS_ASSUME_ROLE_ARN, hide_env_values = true)]
     pub aws_assume_role_arn: Option<String>,
+    /// LATEST or TRIM_HORIZON: where shards open at a first start begin [default: LATEST].
+    #[arg(long, env = env::STARTING_POSITION, hide_env_values = true)]
     pub starting_position: Option<String>,
+    /// The checkpoint file [default: ./TABLE.checkpoint.json].
+    #[arg(long, env = env::CHECKPOINT_FILE, hide_env_values = true)]
     pub checkpoint_file: Option<String>,
+    /// A ConfigMap the controller created, to keep the checkpoint in (instead of a file).
+    #[arg(long, env = env::CHECKPOINT_CONFIGMAP, hide_env_values = true)]
     pub checkpoint_configmap: Option<String>,
+    /// The namespace of CHECKPOINT_CONFIGMAP (required with it).
+    #[arg(long, env = env::CHECKPOINT_NAMESPACE, hide_env_values = true)]
     pub checkpoint_namespace: Option<String>,
-    pub source_name: Option<String>,
-    pub source_namespace: Option<String>,
+    /// AWS, Plain or TriggerMesh: the shape of each event's data [default: AWS].
+    #[arg(long, env = env::PAYLOAD_FORMAT, hide_env_values = true)]
     pub payload_format: Option<String>,
+    /// Comma list of INSERT, MODIFY, REMOVE to deliver [default: all].
+    #[arg(long, env = env::EVENT_NAMES, hide_env_values = true)]
     pub event_names: Option<String>,
+    /// Knative CloudEvent overrides, JSON: {"extensions":{"name":"value"}}.
+    #[arg(long, env = env::K_CE_OVERRIDES, hide_env_values = true)]
     pub k_ce_overrides: Option<String>,
+    /// Retries before an event goes to the dead-letter sink [default: 5]; without one, retries never stop.
+    #[arg(long, env = env::DELIVERY_RETRY, hide_env_values = true)]
     pub delivery_retry: Option<String>,
+    /// exponential or linear [default: exponential].
+    #[arg(long, env = env::DELIVERY_BACKOFF_POLICY, hide_env_values = true)]
     pub delivery_backoff_policy: Option<String>,
+    /// ISO-8601 base delay between retries [default: PT0.2S].
+    #[arg(long, env = env::DELIVERY_BACKOFF_DELAY, hide_env_values = true)]
     pub delivery_backoff_delay: Option<String>,
+    /// ISO-8601 timeout of one delivery attempt [default: PT30S].
+    #[arg(long, env = env::DELIVERY_TIMEOUT, hide_env_values = true)]
     pub delivery_timeout: Option<String>,
+    /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
+    #[arg(long, env = env::DELIVERY_PARALLELISM, hide_env_values = true)]
     pub delivery_parallelism: Option<String>,
+    /// Where events the sink refuses, or that exhaust their retries, are sent.
+    #[arg(
+        long = "dead-letter-sink",
+        env = env::K_DEAD_LETTER_SINK,
+        hide_env_values = true
+    )]
     pub k_dead_letter_sink: Option<String>,
+    /// Extra PEM CA certificates trusted for an HTTPS sink.
+    #[arg(long = "ca-certs", env = env::K_CA_CERTS, hide_env_values = true)]
     pub k_ca_certs: Option<String>,
+    /// Port of /metrics, /healthz and /readyz [default: 9090].
+    #[arg(long, env = env::METRICS_PORT, hide_env_values = true)]
     pub metrics_port: Option<String>,
+    /// json or text [default: json]. Levels come from RUST_LOG.
+    #[arg(long, env = env::LOG_FORMAT, hide_env_values = true)]
     pub log_format: Option<String>,
+    /// No longer used: every readable shard is read (accepted so older Deployments start).
+    #[arg(long, env = env::MAX_SHARDS, hide_env_values = true)]
     pub max_shards: Option<String>,
+    /// ISO-8601 longest pause between reads of an idle shard, the most latency it adds [default: PT1S].
+    #[arg(long, env = env::IDLE_POLL_MAX, hide_env_values = true)]
     pub idle_poll_max: Option<String>,
-    pub shutdown_timeout: Option<String>,
-    pub checkpoint_interval: Option<String>,
+    /// The AWSDynamoDBSource this adapter serves, to record Kubernetes Events on it (with SOURCE_NAMESPACE).
+    #[arg(long, env = env::SOURCE_NAME, hide_env_values = true)]
+    pub source_name: Option<String>,
+    /// The namespace of SOURCE_NAME.
+    #[arg(long, env = env::SOURCE_NAMESPACE, hide_env_values = true)]
+    pub source_namespace: Option<String>,
+    /// The most records one GetRecords call returns, 1 to 1000 [default: 400 records shared by the shards being read, 200 per read for one shard, at least 50].
+    #[arg(long, env = env::RECORDS_PER_READ, hide_env_values = true)]
     pub records_per_read: Option<String>,
+    /// ISO-8601 time in-flight deliveries get at shutdown [default: PT20S].
+    #[arg(long, env = env::SHUTDOWN_TIMEOUT, hide_env_values = true)]
+    pub shutdown_timeout: Option<String>,
+    /// ISO-8601 shortest time between two checkpoint saves; a crash repeats at most what was acknowledged since the last one [default: PT1S].
+    #[arg(long, env = env::CHECKPOINT_INTERVAL, hide_env_values = true)]
+    pub checkpoint_interval: Option<String>,
 }
 
+/// How log lines are written; both roles read it from `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     #[default]
     Json,
     Text,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`'s value: `json` (the default, also when empty) or `text`.
+    pub fn parse(value: Option<&str>) -> Result<LogFormat, SettingError> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None | Some("json") => Ok(LogFormat::Json),
+            Some("text") => Ok(LogFormat::Text),
+            Some(other) => Err(invalid(
+                env::LOG_FORMAT,
+                format!("{other:?} is not one of json, text"),
+            )),
+        }
+    }
 }
 
 /// Where progress is kept.
@@ -199,15 +282,15 @@ fn source_object(raw: &RawSettings) -> Result<Option<(String, String)>, SettingE
     match (present(&raw.source_namespace), present(&raw.source_name)) {
         (None, None) => Ok(None),
         (Some(namespace), Some(name)) => Ok(Some((
-            namespace_name("SOURCE_NAMESPACE", namespace)?,
-            object_name("SOURCE_NAME", name)?,
+            namespace_name(env::SOURCE_NAMESPACE, namespace)?,
+            object_name(env::SOURCE_NAME, name)?,
         ))),
         (None, Some(_)) => Err(invalid(
-            "SOURCE_NAMESPACE",
+            env::SOURCE_NAMESPACE,
             "missing: the namespace of SOURCE_NAME",
         )),
         (Some(_), None) => Err(invalid(
-            "SOURCE_NAME",
+            env::SOURCE_NAME,
             "missing: set together with SOURCE_NAMESPACE",
         )),
     }
@@ -221,22 +304,22 @@ fn checkpoint_location(
     let namespace = present(&raw.checkpoint_namespace);
     match present(&raw.checkpoint_configmap) {
         Some(_) if file.is_some() => Err(invalid(
-            "CHECKPOINT_CONFIGMAP",
+            env::CHECKPOINT_CONFIGMAP,
             "cannot be combined with CHECKPOINT_FILE: set one checkpoint store",
         )),
         Some(name) => {
-            let name = object_name("CHECKPOINT_CONFIGMAP", name)?;
+            let name = object_name(env::CHECKPOINT_CONFIGMAP, name)?;
             let namespace = namespace.ok_or_else(|| {
                 invalid(
-                    "CHECKPOINT_NAMESPACE",
+                    env::CHECKPOINT_NAMESPACE,
                     "missing: the namespace of CHECKPOINT_CONFIGMAP (in a pod, from the downward API: metadata.namespace)",
                 )
             })?;
-            let namespace = namespace_name("CHECKPOINT_NAMESPACE", namespace)?;
+            let namespace = namespace_name(env::CHECKPOINT_NAMESPACE, namespace)?;
             Ok(CheckpointLocation::ConfigMap { namespace, name })
         }
         None if namespace.is_some() => Err(invalid(
-            "CHECKPOINT_NAMESPACE",
+            env::CHECKPOINT_NAMESPACE,
             "set without CHECKPOINT_CONFIGMAP, whose namespace it is",
         )),
         None => Ok(CheckpointLocation::File(
@@ -254,17 +337,17 @@ fn duration(setting: &'static str, value: &str) -> Result<Duration, SettingError
 impl Config {
     pub fn from_raw(raw: &RawSettings) -> Result<Config, SettingError> {
         let sink = present(&raw.k_sink)
-            .ok_or_else(|| invalid("K_SINK", "missing: the URL events are sent to"))
-            .and_then(|v| sink_endpoint("K_SINK", v))?;
+            .ok_or_else(|| invalid(env::K_SINK, "missing: the URL events are sent to"))
+            .and_then(|v| sink_endpoint(env::K_SINK, v))?;
         let arn: SourceArn = present(&raw.arn)
-            .ok_or_else(|| invalid("ARN", "missing: the DynamoDB table ARN"))?
+            .ok_or_else(|| invalid(env::ARN, "missing: the DynamoDB table ARN"))?
             .parse()
-            .map_err(|e| invalid("ARN", Report(&e)))?;
+            .map_err(|e| invalid(env::ARN, Report(&e)))?;
         let region = present(&raw.aws_region)
             .unwrap_or(arn.table().region())
             .to_owned();
         let endpoint = present(&raw.aws_endpoint_url)
-            .map(|v| http_url("AWS_ENDPOINT_URL", v))
+            .map(|v| http_url(env::AWS_ENDPOINT_URL, v))
             .transpose()?;
         let assume_role_arn = present(&raw.aws_assume_role_arn)
             .map(|role| {
@@ -274,7 +357,7 @@ impl Config {
                     Ok(role.to_owned())
                 } else {
                     Err(invalid(
-                        "AWS_ASSUME_ROLE_ARN",
+                        env::AWS_ASSUME_ROLE_ARN,
                         format!(
                             "{role:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
                         ),
@@ -285,23 +368,26 @@ impl Config {
         let starting_position = present(&raw.starting_position)
             .map(|v| {
                 v.parse()
-                    .map_err(|e| invalid("STARTING_POSITION", Report(&e)))
+                    .map_err(|e| invalid(env::STARTING_POSITION, Report(&e)))
             })
             .transpose()?
             .unwrap_or_default();
         let checkpoint = checkpoint_location(raw, &arn)?;
         let payload_format = present(&raw.payload_format)
-            .map(|v| v.parse().map_err(|e| invalid("PAYLOAD_FORMAT", Report(&e))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|e| invalid(env::PAYLOAD_FORMAT, Report(&e)))
+            })
             .transpose()?
             .unwrap_or_default();
         let event_names = present(&raw.event_names)
-            .map(|v| v.parse().map_err(|e| invalid("EVENT_NAMES", Report(&e))))
+            .map(|v| v.parse().map_err(|e| invalid(env::EVENT_NAMES, Report(&e))))
             .transpose()?
             .unwrap_or_default();
         let overrides = present(&raw.k_ce_overrides)
             .map(|v| {
                 v.parse::<CeOverrides>()
-                    .map_err(|e| invalid("K_CE_OVERRIDES", Report(&e)))
+                    .map_err(|e| invalid(env::K_CE_OVERRIDES, Report(&e)))
             })
             .transpose()?
             .unwrap_or_default();
@@ -309,7 +395,7 @@ impl Config {
         if let Some(retry) = present(&raw.delivery_retry) {
             delivery.retry = Some(retry.parse::<u32>().map_err(|_| {
                 invalid(
-                    "DELIVERY_RETRY",
+                    env::DELIVERY_RETRY,
                     format!("{retry:?} is not a whole number of retries"),
                 )
             })?);
@@ -317,19 +403,19 @@ impl Config {
         if let Some(policy) = present(&raw.delivery_backoff_policy) {
             delivery.backoff_policy = policy
                 .parse::<BackoffPolicy>()
-                .map_err(|e| invalid("DELIVERY_BACKOFF_POLICY", Report(&e)))?;
+                .map_err(|e| invalid(env::DELIVERY_BACKOFF_POLICY, Report(&e)))?;
         }
         if let Some(delay) = present(&raw.delivery_backoff_delay) {
-            delivery.backoff_delay = duration("DELIVERY_BACKOFF_DELAY", delay)?;
+            delivery.backoff_delay = duration(env::DELIVERY_BACKOFF_DELAY, delay)?;
         }
         if let Some(timeout) = present(&raw.delivery_timeout) {
-            delivery.timeout = duration("DELIVERY_TIMEOUT", timeout)?;
+            delivery.timeout = duration(env::DELIVERY_TIMEOUT, timeout)?;
             if delivery.timeout.is_zero() {
-                return Err(invalid("DELIVERY_TIMEOUT", "must be longer than zero"));
+                return Err(invalid(env::DELIVERY_TIMEOUT, "must be longer than zero"));
             }
         }
         let dead_letter_sink = present(&raw.k_dead_letter_sink)
-            .map(|v| sink_endpoint("K_DEAD_LETTER_SINK", v))
+            .map(|v| sink_endpoint(env::K_DEAD_LETTER_SINK, v))
             .transpose()?;
         let ca_certs = present(&raw.k_ca_certs)
             .map(|pem| {
@@ -337,7 +423,7 @@ impl Config {
                     Ok(pem.as_bytes().to_vec())
                 } else {
                     Err(invalid(
-                        "K_CA_CERTS",
+                        env::K_CA_CERTS,
                         "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                     ))
                 }
@@ -347,28 +433,19 @@ impl Config {
             .map(|v| {
                 v.parse::<u16>().map_err(|_| {
                     invalid(
-                        "METRICS_PORT",
+                        env::METRICS_PORT,
                         format!("{v:?} is not a port number (0-65535)"),
                     )
                 })
             })
             .transpose()?
             .unwrap_or(9090);
-        let log_format = match present(&raw.log_format) {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not one of json, text"),
-                ));
-            }
-        };
+        let log_format = LogFormat::parse(raw.log_format.as_deref())?;
         let max_shards = present(&raw.max_shards)
             .map(|v| match v.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err(invalid(
-                    "MAX_SHARDS",
+                    env::MAX_SHARDS,
                     format!("{v:?} is not a positive whole number"),
                 )),
             })
@@ -377,31 +454,31 @@ impl Config {
             .map(|v| match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_PARALLELISM).contains(&n) => Ok(n),
                 _ => Err(invalid(
-                    "DELIVERY_PARALLELISM",
+                    env::DELIVERY_PARALLELISM,
                     format!("{v:?} is not a whole number from 1 to {MAX_PARALLELISM}"),
                 )),
             })
             .transpose()?
             .unwrap_or(DEFAULT_PARALLELISM);
         let idle_poll_max = present(&raw.idle_poll_max)
-            .map(|v| duration("IDLE_POLL_MAX", v))
+            .map(|v| duration(env::IDLE_POLL_MAX, v))
             .transpose()?
             .unwrap_or(Duration::from_secs(1));
         let records_per_read = present(&raw.records_per_read)
             .map(|v| match v.parse::<u16>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(n),
                 _ => Err(invalid(
-                    "RECORDS_PER_READ",
+                    env::RECORDS_PER_READ,
                     format!("{v:?} is not a whole number from 1 to 1000"),
                 )),
             })
             .transpose()?;
         let shutdown_timeout = present(&raw.shutdown_timeout)
-            .map(|v| duration("SHUTDOWN_TIMEOUT", v))
+            .map(|v| duration(env::SHUTDOWN_TIMEOUT, v))
             .transpose()?
             .unwrap_or(Duration::from_secs(20));
         let checkpoint_interval = present(&raw.checkpoint_interval)
-            .map(|v| duration("CHECKPOINT_INTERVAL", v))
+            .map(|v| duration(env::CHECKPOINT_INTERVAL, v))
             .transpose()?
             .unwrap_or(Duration::from_secs(1));
         Ok(Config {

@@ -4,6 +4,7 @@
 //! custom resource field) and trusted everywhere else, so a malformed value
 //! is reported where it was written rather than deep inside the adapter.
 
+pub mod adapter_env;
 pub mod arn;
 pub mod crd;
 pub mod options;

@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use url::Url;
 
 use crate::names::{self, Names};
-use dynamodb_source_api::secret_url;
+use dynamodb_source_api::{adapter_env, secret_url};
 
 /// The adapter's metrics and health port.
 pub(crate) const METRICS_PORT: i32 = 9090;
@@ -268,17 +268,17 @@ pub(crate) fn credential_refs(source: &AWSDynamoDBSource) -> Vec<(&'static str, 
     };
     let mut refs = Vec::new();
     if let Some(r) = value_ref(source, &credentials.access_key_id, "accessKeyID") {
-        refs.push(("AWS_ACCESS_KEY_ID", r));
+        refs.push((adapter_env::AWS_ACCESS_KEY_ID, r));
     }
     if let Some(r) = secret_ref(source, &credentials.secret_access_key, "secretAccessKey") {
-        refs.push(("AWS_SECRET_ACCESS_KEY", r));
+        refs.push((adapter_env::AWS_SECRET_ACCESS_KEY, r));
     }
     if let Some(r) = credentials
         .session_token
         .as_ref()
         .and_then(|t| secret_ref(source, t, "sessionToken"))
     {
-        refs.push(("AWS_SESSION_TOKEN", r));
+        refs.push((adapter_env::AWS_SESSION_TOKEN, r));
     }
     refs
 }
@@ -354,14 +354,14 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
     let spec = &source.spec;
     let names = Names::of(&source.name_any());
     let mut vars = vec![
-        sink_env("K_SINK", &resolved.sink, &names, SINK_URL_KEY),
-        env("ARN", spec.arn.as_str()),
-        env("CHECKPOINT_CONFIGMAP", names.checkpoint.clone()),
-        namespace_env("CHECKPOINT_NAMESPACE"),
-        env("METRICS_PORT", METRICS_PORT.to_string()),
-        env("LOG_FORMAT", "json"),
-        env("SOURCE_NAME", source.name_any()),
-        namespace_env("SOURCE_NAMESPACE"),
+        sink_env(adapter_env::K_SINK, &resolved.sink, &names, SINK_URL_KEY),
+        env(adapter_env::ARN, spec.arn.as_str()),
+        env(adapter_env::CHECKPOINT_CONFIGMAP, names.checkpoint.clone()),
+        namespace_env(adapter_env::CHECKPOINT_NAMESPACE),
+        env(adapter_env::METRICS_PORT, METRICS_PORT.to_string()),
+        env(adapter_env::LOG_FORMAT, "json"),
+        env(adapter_env::SOURCE_NAME, source.name_any()),
+        namespace_env(adapter_env::SOURCE_NAMESPACE),
     ];
     for (name, secret) in credential_refs(source) {
         vars.push(EnvVar {
@@ -383,14 +383,14 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
         .and_then(|a| a.credentials.as_ref())
         .and_then(|c| c.assume_iam_role.clone())
     {
-        vars.push(env("AWS_ASSUME_ROLE_ARN", role));
+        vars.push(env(adapter_env::AWS_ASSUME_ROLE_ARN, role));
     }
     if let Some(endpoint) = &spec.endpoint {
-        vars.push(env("AWS_ENDPOINT_URL", endpoint.url.as_str()));
+        vars.push(env(adapter_env::AWS_ENDPOINT_URL, endpoint.url.as_str()));
     }
     if let Some(position) = spec.starting_position {
         vars.push(env(
-            "STARTING_POSITION",
+            adapter_env::STARTING_POSITION,
             match position {
                 StartingPositionSpec::Latest => "LATEST",
                 StartingPositionSpec::TrimHorizon => "TRIM_HORIZON",
@@ -399,7 +399,7 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
     }
     if let Some(format) = spec.payload.as_ref().and_then(|p| p.format) {
         vars.push(env(
-            "PAYLOAD_FORMAT",
+            adapter_env::PAYLOAD_FORMAT,
             match format {
                 PayloadFormatSpec::Aws => "AWS",
                 PayloadFormatSpec::Plain => "Plain",
@@ -421,7 +421,7 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
                 EventNameSpec::Remove => "REMOVE",
             })
             .collect();
-        vars.push(env("EVENT_NAMES", list.join(",")));
+        vars.push(env(adapter_env::EVENT_NAMES, list.join(",")));
     }
     if let Some(extensions) = spec
         .ce_overrides
@@ -430,15 +430,15 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
         .filter(|e| !e.is_empty())
     {
         let json = serde_json::json!({ "extensions": extensions });
-        vars.push(env("K_CE_OVERRIDES", json.to_string()));
+        vars.push(env(adapter_env::K_CE_OVERRIDES, json.to_string()));
     }
     if let Some(delivery) = &spec.delivery {
         if let Some(retry) = delivery.retry {
-            vars.push(env("DELIVERY_RETRY", retry.to_string()));
+            vars.push(env(adapter_env::DELIVERY_RETRY, retry.to_string()));
         }
         if let Some(policy) = delivery.backoff_policy {
             vars.push(env(
-                "DELIVERY_BACKOFF_POLICY",
+                adapter_env::DELIVERY_BACKOFF_POLICY,
                 match policy {
                     BackoffPolicySpec::Exponential => "exponential",
                     BackoffPolicySpec::Linear => "linear",
@@ -446,25 +446,28 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
             ));
         }
         if let Some(delay) = &delivery.backoff_delay {
-            vars.push(env("DELIVERY_BACKOFF_DELAY", delay.as_str()));
+            vars.push(env(adapter_env::DELIVERY_BACKOFF_DELAY, delay.as_str()));
         }
         if let Some(timeout) = &delivery.timeout {
-            vars.push(env("DELIVERY_TIMEOUT", timeout.as_str()));
+            vars.push(env(adapter_env::DELIVERY_TIMEOUT, timeout.as_str()));
         }
         if let Some(parallelism) = delivery.parallelism {
-            vars.push(env("DELIVERY_PARALLELISM", parallelism.to_string()));
+            vars.push(env(
+                adapter_env::DELIVERY_PARALLELISM,
+                parallelism.to_string(),
+            ));
         }
     }
     if let Some(dls) = &resolved.dead_letter_sink {
         vars.push(sink_env(
-            "K_DEAD_LETTER_SINK",
+            adapter_env::K_DEAD_LETTER_SINK,
             dls,
             &names,
             DEAD_LETTER_SINK_URL_KEY,
         ));
     }
     if let Some(ca) = &spec.sink.ca_certs {
-        vars.push(env("K_CA_CERTS", ca.as_str()));
+        vars.push(env(adapter_env::K_CA_CERTS, ca.as_str()));
     }
     // Overrides come last and replace a variable of the same name.
     for var in spec
