@@ -38,9 +38,9 @@ crd:
 	cargo run --quiet --bin dynamodb-source -- crd > config/crd/awsdynamodbsources.yaml
 	cp config/crd/awsdynamodbsources.yaml charts/dynamodb-source/crds/awsdynamodbsources.yaml
 
-# Regenerates docs/configuration.md from the CRD (tests/config_reference.rs checks it).
+# Regenerates docs/configuration.md from the CRD (tests/it/config_reference.rs checks it).
 docs:
-	DYNAMODB_SOURCE_UPDATE_DOCS=1 cargo test --quiet --locked --test config_reference
+	DYNAMODB_SOURCE_UPDATE_DOCS=1 cargo test --quiet --locked --test it config_reference
 
 # The release binary the container image ships (static; what the Dockerfile builds).
 image-binary:

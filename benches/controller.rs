@@ -12,7 +12,9 @@
 //!
 //! Run with `cargo bench --bench controller` (builds the control plane once).
 
-#[path = "../tests/support/mod.rs"]
+// The benchmark uses a few of the test support helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;

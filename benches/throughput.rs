@@ -8,7 +8,9 @@
 //!
 //! Run with `cargo bench --bench throughput`.
 
-#[path = "../tests/support/mod.rs"]
+// The benchmark uses a few of the test support helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

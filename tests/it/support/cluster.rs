@@ -81,8 +81,6 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Whether kwok runs a fake node (pods become Running); otherwise pods stay Pending.
     pub kwok: bool,
-    /// Whether this process started the cluster (and its supervisor stops it).
-    pub owned: bool,
 }
 
 static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -111,7 +109,6 @@ impl Cluster {
             dir: PathBuf::from(dir),
             kubeconfig: PathBuf::from(kubeconfig),
             kwok: non_empty_env("DYNAMODB_SOURCE_CLUSTER_KWOK").as_deref() != Some("0"),
-            owned: false,
         };
         for file in [&cluster.kubeconfig, &cluster.ca_file()] {
             if !file.is_file() {
@@ -173,7 +170,6 @@ impl Cluster {
             dir: PathBuf::from(var("DYNAMODB_SOURCE_CLUSTER_DIR")?),
             kubeconfig: PathBuf::from(var("KUBECONFIG")?),
             kwok: var("DYNAMODB_SOURCE_CLUSTER_KWOK")? != "0",
-            owned: true,
         };
         // Held until the process ends; then the supervisor runs `down`.
         *LIFELINE.lock().unwrap() = Some(lifeline);

@@ -7,17 +7,15 @@
 //! key, in stream order; which record meets a scripted failure is whichever
 //! the sink saw first, not necessarily the first written.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::moto::Moto;
-use support::receiver::{Receiver, Reply};
-use support::{PerKey, assert_delivered, eventually, first_arrivals, seq_key};
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::moto::Moto;
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{PerKey, assert_delivered, eventually, first_arrivals, seq_key};
 
 struct Setup {
     moto: Moto,
@@ -69,7 +67,7 @@ impl Setup {
 
     /// The stream's records per item key, in stream order.
     async fn truth_per_key(&self) -> PerKey {
-        support::records_per_key(&self.moto.stream_records(&self.table).await)
+        crate::support::records_per_key(&self.moto.stream_records(&self.table).await)
     }
 
     async fn sequence_of(&self, id: &str) -> String {
@@ -83,7 +81,7 @@ impl Setup {
     }
 
     fn checkpointed(&self) -> Option<String> {
-        support::checkpointed(&self.dir.path().join("cp.json"))
+        crate::support::checkpointed(&self.dir.path().join("cp.json"))
     }
 }
 
@@ -117,10 +115,13 @@ fn without(per_key: &PerKey, id: &str) -> PerKey {
 /// A sink that answers 503 to every attempt at the first event it is sent
 /// (whichever that is) and 202 to everything else; and that event's id, once
 /// it came.
-fn sink_failing_the_first_event() -> (support::receiver::Behaviour, Arc<Mutex<Option<String>>>) {
+fn sink_failing_the_first_event() -> (
+    crate::support::receiver::Behaviour,
+    Arc<Mutex<Option<String>>>,
+) {
     let first: Arc<Mutex<Option<String>>> = Arc::default();
     let chosen = first.clone();
-    let behaviour: support::receiver::Behaviour = Arc::new(move |_, headers| {
+    let behaviour: crate::support::receiver::Behaviour = Arc::new(move |_, headers| {
         let id = headers
             .get("ce-id")
             .and_then(|v| v.to_str().ok())
@@ -368,7 +369,7 @@ async fn a_sink_that_times_out_is_retried_and_nothing_is_lost() {
     );
     of_key.insert(0, timed_out.clone());
     assert_eq!(
-        support::received_per_key(&requests),
+        crate::support::received_per_key(&requests),
         expected,
         "after the timeout, the same event was retried before the rest of its key; \
          per key, every other record once, in order"
@@ -384,7 +385,7 @@ async fn a_sink_that_times_out_is_retried_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_is_down_for_a_while_loses_nothing() {
     let s = setup("down").await;
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let url = format!("http://127.0.0.1:{port}/");
     let adapter = AdapterProcess::spawn(&s.env(&url), s.dir.path());
     s.write(6, 6);

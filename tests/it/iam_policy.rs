@@ -3,13 +3,11 @@
 //! `client.<operation>()`, needs its `dynamodb:<Operation>` action in the policy, and the
 //! policy grants nothing the code does not call.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::support::repo_path;
 use serde_json::Value;
-use support::repo_path;
 
 /// Methods of an SDK client that are not API operations.
 const NOT_OPERATIONS: &[&str] = &["clone", "config", "as_ref"];

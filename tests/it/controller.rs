@@ -3,8 +3,6 @@
 //! follows what is observed, bad references recover by themselves, deletion
 //! garbage-collects, and two replicas elect one leader.
 
-mod support;
-
 use std::time::Duration;
 
 use dynamodb_source_api::AWSDynamoDBSource;
@@ -16,9 +14,9 @@ use kube::api::{Api, DeleteParams, Patch};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use support::cluster::{self, DEADLINE, api_status, apply_params};
-use support::controller::{self as ctl, ControllerProcess};
-use support::eventually;
+use crate::support::cluster::{self, DEADLINE, api_status, apply_params};
+use crate::support::controller::{self as ctl, ControllerProcess};
+use crate::support::eventually;
 
 const ARN: &str = "arn:aws:dynamodb:us-west-2:123456789012:table/orders";
 

@@ -1,9 +1,7 @@
 //! The test control plane (tests/cluster/up) from Rust: server-side apply, the
 //! controllers the operator relies on, and RBAC as a ServiceAccount sees it.
 //! The cluster is started once for this binary and stopped when it exits
-//! (see tests/support/cluster.rs).
-
-mod support;
+//! (see tests/it/support/cluster.rs).
 
 use std::collections::BTreeMap;
 
@@ -15,8 +13,8 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use support::cluster::{self, DEADLINE, FIELD_MANAGER, api_status, apply_params};
-use support::eventually;
+use crate::support::cluster::{self, DEADLINE, FIELD_MANAGER, api_status, apply_params};
+use crate::support::eventually;
 
 /// Server-side applies `manifest` (which names its namespace) and returns the live object.
 async fn apply<K>(api: &Api<K>, manifest: serde_json::Value) -> K

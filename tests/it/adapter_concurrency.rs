@@ -6,17 +6,17 @@
 //! shard is read; metrics count each event once; and shutdown waits for the
 //! sends in flight.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::fake_streams::{Change, FakeStreams, Written};
-use support::receiver::{Behaviour, Received, Receiver, Reply, Switch, failing_key, random_delays};
-use support::{eventually, seq_key};
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::fake_streams::{Change, FakeStreams, Written};
+use crate::support::receiver::{
+    Behaviour, Received, Receiver, Reply, Switch, failing_key, random_delays,
+};
+use crate::support::{eventually, seq_key};
 
 /// The longest any single wait in these tests may take: the machine may be
 /// loaded, and a wait only lasts this long when something is wrong.
@@ -514,8 +514,8 @@ async fn each_event_is_counted_once_however_often_it_was_retried() {
         WITHIN,
         async || {
             let metrics = adapter.metrics().await;
-            (support::sample(&metrics, delivered) >= Some(n as f64)
-                && support::sample(&metrics, in_flight) == Some(0.0))
+            (crate::support::sample(&metrics, delivered) >= Some(n as f64)
+                && crate::support::sample(&metrics, in_flight) == Some(0.0))
             .then_some(metrics)
         },
     )
@@ -528,11 +528,15 @@ async fn each_event_is_counted_once_however_often_it_was_retried() {
     );
     assert_eq!(rig.sink.acknowledged().len(), n);
     assert_eq!(
-        support::sample(&metrics, delivered),
+        crate::support::sample(&metrics, delivered),
         Some(n as f64),
         "each event counted once:\n{metrics}"
     );
-    assert_eq!(support::sample(&metrics, in_flight), Some(0.0), "{metrics}");
+    assert_eq!(
+        crate::support::sample(&metrics, in_flight),
+        Some(0.0),
+        "{metrics}"
+    );
     let retried: f64 = metrics
         .lines()
         .filter(|l| {

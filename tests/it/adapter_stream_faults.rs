@@ -5,15 +5,13 @@
 //! record exactly once, and the records of each item key in stream order
 //! (records of different keys are delivered concurrently, issue 17).
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::fake_streams::{Change, FakeStreams, Fault, Op, Written, written_per_key};
-use support::receiver::Receiver;
-use support::{assert_delivered, assert_key_order, eventually};
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::fake_streams::{Change, FakeStreams, Fault, Op, Written, written_per_key};
+use crate::support::receiver::Receiver;
+use crate::support::{assert_delivered, assert_key_order, eventually};
 
 /// The longest any single wait in these tests may take.
 const WITHIN: Duration = Duration::from_secs(20);
@@ -239,7 +237,7 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
     assert_eq!(removed, 14);
 
     // In a cluster the loss is also a Kubernetes Event on the source.
-    let cluster = support::cluster::shared();
+    let cluster = crate::support::cluster::shared();
     let namespace = cluster.namespace("trimmed").await;
     let env = rig
         .env
@@ -382,7 +380,7 @@ async fn closed_shard_final_response_with_records_is_delivered() {
     // The two shards are unrelated but write the same keys: per-key order
     // holds within each shard, and is checked shard by shard.
     let received = rig.sink.acknowledged();
-    support::assert_exactly_once(
+    crate::support::assert_exactly_once(
         &received,
         &written_per_key(closed_records.iter().chain(&early).chain(&last)),
         "every record of both shards once",

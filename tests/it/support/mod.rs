@@ -1,7 +1,6 @@
 //! Test support: real peers on loopback (moto's server, HTTP receivers), the
 //! adapter binary as a separate process, and waiting on conditions with
 //! deadlines instead of sleeping.
-#![allow(dead_code)]
 
 pub mod adapter;
 pub mod cluster;
@@ -84,6 +83,10 @@ pub fn checkpointed(path: &std::path::Path) -> Option<String> {
 }
 
 /// Peak resident set size of a process, from /proc (Linux), in KiB.
+#[allow(
+    dead_code,
+    reason = "used by the benchmarks, which include this module"
+)]
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

@@ -16,21 +16,19 @@
 //! what the sinks get is checked as every record exactly once and, per item
 //! key, in stream order.
 
-mod support;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::fake_streams::{Change, FakeStreams, Op, Written, written_per_key};
+use crate::support::receiver::{Received, Receiver, Reply};
+use crate::support::{assert_delivered, eventually};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::fake_streams::{Change, FakeStreams, Op, Written, written_per_key};
-use support::receiver::{Received, Receiver, Reply};
-use support::{assert_delivered, eventually};
 
 /// The longest any single wait in these tests may take (a loaded 2-core
 /// machine runs several adapters at once).
@@ -630,7 +628,7 @@ async fn readyz_at_a_latest_start_means_every_shards_first_position_is_held() {
         Duration::from_secs(60),
         async || {
             matches!(
-                support::local_get(adapter.metrics_port, "/readyz").await,
+                crate::support::local_get(adapter.metrics_port, "/readyz").await,
                 Some((200, _))
             )
             .then_some(())
@@ -729,7 +727,7 @@ async fn a_record_without_keys_is_delivered_without_subject_and_partitionkey() {
     let received = rig.sink.acknowledged();
     assert_delivered(
         &received,
-        &support::per_key([
+        &crate::support::per_key([
             (None, keyless.event_id.clone()),
             (Some(keyed[0].partition_key()), keyed[0].event_id.clone()),
         ]),

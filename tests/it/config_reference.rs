@@ -3,8 +3,6 @@
 //! documented, and the file is current. `make docs` regenerates it
 //! (`DYNAMODB_SOURCE_UPDATE_DOCS=1` makes this test write it instead of comparing).
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
@@ -182,7 +180,7 @@ fn render() -> String {
     let schema = schema();
     let mut doc = String::from(
         "# Configuration reference: AWSDynamoDBSource\n\n\
-         <!-- Generated from the CRD by `make docs` (tests/config_reference.rs); do not edit. -->\n\n\
+         <!-- Generated from the CRD by `make docs` (tests/it/config_reference.rs); do not edit. -->\n\n\
          `apiVersion: sources.triggermesh.io/v1alpha1`, `kind: AWSDynamoDBSource`, namespaced.\n\
          Every field of the schema the API server enforces, generated from the CRD that\n\
          `dynamodb-source crd` prints (`config/crd/`). `kubectl explain awsdynamodbsource.spec`\n\
@@ -214,7 +212,7 @@ fn render() -> String {
 #[test]
 fn the_configuration_reference_documents_every_field_of_the_crd() {
     let rendered = render();
-    let path = support::repo_path(DOC);
+    let path = crate::support::repo_path(DOC);
     if std::env::var_os("DYNAMODB_SOURCE_UPDATE_DOCS").is_some_and(|v| v == "1") {
         std::fs::write(&path, &rendered).expect("write docs/configuration.md");
     }

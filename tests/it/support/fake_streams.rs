@@ -130,6 +130,10 @@ impl Fault {
 pub enum EventName {
     Insert,
     Modify,
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     Remove,
 }
 
@@ -171,6 +175,10 @@ impl Change {
         }
     }
 
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub fn remove(key: impl Into<String>) -> Change {
         Change {
             event: EventName::Remove,
@@ -178,6 +186,10 @@ impl Change {
         }
     }
 
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, which include this module"
+    )]
     pub fn padded(mut self, bytes: usize) -> Change {
         self.padding = bytes;
         self
@@ -218,6 +230,10 @@ pub struct Call {
     pub op: Op,
     pub at: Instant,
     /// The shard it concerned (GetShardIterator, GetRecords).
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub shard: Option<String>,
     /// `None` when the operation succeeded.
     pub error: Option<String>,
@@ -274,6 +290,10 @@ impl ApiError {
 struct StoredRecord {
     sequence: u128,
     /// What `append` and `records` report of it.
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     written: Written,
     /// The record as GetRecords returns it, rendered once at append time so
     /// that serving a batch costs the fake little CPU (benchmarks share it).
@@ -825,18 +845,30 @@ pub struct FakeStreamsBuilder {
 }
 
 impl FakeStreamsBuilder {
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub fn region(mut self, region: &str) -> Self {
         self.region = region.to_owned();
         self
     }
 
     /// At most this many records per GetRecords answer, whatever `Limit` asks.
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub fn records_per_call(mut self, n: usize) -> Self {
         self.records_per_call = n.clamp(1, MAX_RECORDS_PER_CALL);
         self
     }
 
     /// At most this many shards per DescribeStream page (the service: 100).
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub fn shards_per_page(mut self, n: usize) -> Self {
         self.shards_per_page = n.clamp(1, MAX_SHARDS_PER_PAGE);
         self
@@ -1108,6 +1140,10 @@ impl FakeStreams {
     }
 
     /// The records a shard holds now (trimmed ones excluded), in order.
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
     pub fn records(&self, shard: &str) -> Vec<Written> {
         let state = self.lock();
         state.shards[shard]

@@ -1,10 +1,8 @@
 //! Bad settings stop the adapter at once with status 2 and one line naming them.
 
-mod support;
-
 use std::process::Command;
 
-use support::adapter::BINARY;
+use crate::support::adapter::BINARY;
 
 const TABLE: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
 
@@ -124,7 +122,7 @@ fn a_corrupt_checkpoint_is_a_clear_error_not_a_silent_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let checkpoint = dir.path().join("cp.json");
     std::fs::write(&checkpoint, "{\"version\":1,\"streamArn\":").expect("write");
-    let port = support::free_port().to_string();
+    let port = crate::support::free_port().to_string();
     let (code, stderr) = run(&[
         ("K_SINK", "http://127.0.0.1:9/"),
         ("ARN", TABLE),

@@ -2,9 +2,7 @@
 //! CRD from config/crd/: what TriggerMesh's CRD accepts is accepted unchanged,
 //! what it rejects is rejected with a message naming the field (also under
 //! strict field validation), and every manifest under config/ applies.
-//! The cluster is started once for this binary (see tests/support/cluster.rs).
-
-mod support;
+//! The cluster is started once for the test binary (see support/cluster.rs).
 
 use std::path::{Path, PathBuf};
 
@@ -16,8 +14,8 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use support::cluster::{self, Cluster, DEADLINE, FIELD_MANAGER, api_status};
-use support::{eventually, repo_path};
+use crate::support::cluster::{self, Cluster, DEADLINE, FIELD_MANAGER, api_status};
+use crate::support::{eventually, repo_path};
 
 const CRD_FILE: &str = "config/crd/awsdynamodbsources.yaml";
 const CRD_NAME: &str = "awsdynamodbsources.sources.triggermesh.io";

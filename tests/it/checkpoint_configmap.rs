@@ -1,9 +1,7 @@
 //! The Kubernetes checkpoint store against a real API server
-//! (tests/support/cluster.rs): round trips that keep the controller's fields,
+//! (tests/it/support/cluster.rs): round trips that keep the controller's fields,
 //! optimistic concurrency on `resourceVersion`, and the least RBAC the
 //! controller grants an adapter (get, update, patch on its own ConfigMap).
-
-mod support;
 
 use std::collections::BTreeMap;
 
@@ -17,8 +15,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use support::cluster::{self, DEADLINE, api_status, apply_params};
-use support::eventually;
+use crate::support::cluster::{self, DEADLINE, api_status, apply_params};
+use crate::support::eventually;
 
 const STREAM: &str =
     "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000";

@@ -4,15 +4,13 @@
 //! what the sink gets is checked against moto's stream records as every
 //! record exactly once and, per item key, in stream order.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::moto::Moto;
-use support::receiver::{Received, Receiver};
-use support::{assert_delivered, eventually, records_per_key};
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::moto::Moto;
+use crate::support::receiver::{Received, Receiver};
+use crate::support::{assert_delivered, eventually, records_per_key};
 
 /// Inserts, updates and deletes across `keys` keys, `ops` operations in all.
 fn workload(moto: &Moto, table: &str, keys: usize, ops: usize, seed: usize) {

@@ -2,16 +2,14 @@
 //! adapter trust it, and without it the adapter refuses the sink (and keeps
 //! the events) rather than sending anywhere unverified.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::fake_streams::{Change, FakeStreams, Written, written_per_key};
-use support::receiver::{Receiver, Reply};
-use support::tls::ServerCert;
-use support::{assert_delivered, eventually};
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::fake_streams::{Change, FakeStreams, Written, written_per_key};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::tls::ServerCert;
+use crate::support::{assert_delivered, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -104,6 +102,6 @@ async fn refuses_an_https_sink_it_cannot_verify_and_keeps_the_events() {
     );
     assert!(adapter.terminate(WITHIN).await.success());
     // Nothing was acknowledged, so the checkpoint holds no position past a record.
-    let position = support::checkpointed(&rig.dir.path().join("checkpoint.json"));
+    let position = crate::support::checkpointed(&rig.dir.path().join("checkpoint.json"));
     assert_eq!(position, None, "checkpointed past an unacknowledged record");
 }

@@ -95,6 +95,10 @@ impl ControllerProcess {
         }
     }
 
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, which include this module"
+    )]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,15 +1,13 @@
 //! Crash safety: SIGKILL while items are being written loses nothing, and the
 //! only duplicates are records that were delivered but not yet checkpointed.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::adapter::{AdapterEnv, AdapterProcess};
-use support::moto::Moto;
-use support::receiver::Receiver;
-use support::{
+use crate::support::adapter::{AdapterEnv, AdapterProcess};
+use crate::support::moto::Moto;
+use crate::support::receiver::Receiver;
+use crate::support::{
     Keyed, assert_delivered, assert_delivered_keyed, checkpointed, eventually, first_arrivals,
     records_per_key, seq_key,
 };
@@ -26,8 +24,8 @@ async fn sigkill_during_writes_loses_nothing_and_repeats_only_what_was_in_flight
     // Writes go on in the background for the whole test.
     let endpoint = moto.endpoint.clone();
     let writer = std::thread::spawn(move || {
-        let status = std::process::Command::new(support::venv().join("bin/python"))
-            .arg(support::repo_path("tests/peers/dynamodb.py"))
+        let status = std::process::Command::new(crate::support::venv().join("bin/python"))
+            .arg(crate::support::repo_path("tests/peers/dynamodb.py"))
             .args([endpoint.as_str(), "workload", "crash", "10", "240", "9"])
             .status()
             .expect("python runs");
@@ -102,8 +100,8 @@ async fn the_official_python_sdk_parses_every_event() {
     let arn = moto.create_table("python", "NEW_IMAGE");
     let port_file = dir.path().join("port");
     let out = dir.path().join("events.jsonl");
-    let mut display = std::process::Command::new(support::venv().join("bin/python"))
-        .arg(support::repo_path("tests/peers/event_display.py"))
+    let mut display = std::process::Command::new(crate::support::venv().join("bin/python"))
+        .arg(crate::support::repo_path("tests/peers/event_display.py"))
         .args(["--quiet", "--port-file"])
         .arg(&port_file)
         .arg("--out")

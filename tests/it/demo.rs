@@ -1,15 +1,13 @@
 //! The README's first command, `make demo`, works on this machine: moto, a demo
 //! table, the adapter and the event display, five changes shown as CloudEvents.
 
-mod support;
-
 use std::process::Command;
 
 #[test]
 fn the_demo_shows_every_change_as_a_cloud_event() {
-    let out = Command::new(support::repo_path("scripts/demo"))
-        .env("DYNAMODB_SOURCE_BIN", support::adapter::BINARY)
-        .current_dir(support::repo_path(""))
+    let out = Command::new(crate::support::repo_path("scripts/demo"))
+        .env("DYNAMODB_SOURCE_BIN", crate::support::adapter::BINARY)
+        .current_dir(crate::support::repo_path(""))
         .output()
         .expect("the demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

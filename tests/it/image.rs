@@ -4,14 +4,12 @@
 //! binary, it is also run: it must be static, report the crate's version, and resolve
 //! `localhost` (glibc's getaddrinfo in a static binary) to read a stream and deliver.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::receiver::Receiver;
-use support::{eventually, free_port, repo_path};
+use crate::support::receiver::Receiver;
+use crate::support::{eventually, free_port, repo_path};
 
 /// Where the image puts the binary, and the user it runs as.
 const IMAGE_BINARY: &str = "/dynamodb-source";
@@ -373,7 +371,7 @@ async fn the_image_binary_is_static_and_resolves_localhost_when_built() {
         binary.display()
     );
     assert!(
-        !is_static_elf(Path::new(support::adapter::BINARY)),
+        !is_static_elf(Path::new(crate::support::adapter::BINARY)),
         "the ELF check must tell a dynamic binary apart"
     );
     let version = Command::new(&binary)
@@ -387,7 +385,7 @@ async fn the_image_binary_is_static_and_resolves_localhost_when_built() {
 
     // Both the AWS endpoint and the sink by the name `localhost`: the SDK's and the
     // sink client's connections go through getaddrinfo of the static glibc.
-    let moto = support::moto::Moto::start().await;
+    let moto = crate::support::moto::Moto::start().await;
     let arn = moto.create_table("image", "NEW_AND_OLD_IMAGES");
     let receiver = Receiver::accepting().await;
     let port = receiver.port;

@@ -3,8 +3,6 @@
 //! message naming them, carries exactly config/'s CRD and RBAC, and installs into a real
 //! control plane, where its ServiceAccount is enough to run the controller.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -15,8 +13,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 use serde_json::{Value, json};
 
-use support::cluster::{self, DEADLINE};
-use support::{eventually, free_port, repo_path};
+use crate::support::cluster::{self, DEADLINE};
+use crate::support::{eventually, free_port, repo_path};
 
 const CHART: &str = "charts/dynamodb-source";
 
@@ -447,7 +445,7 @@ async fn helm_install_runs_a_controller_that_reconciles_a_sample_source_then_uni
         .service_account_kubeconfig(&release_ns, &controller_name, dir.path())
         .await;
     let pod = deployment.spec.template.spec.as_ref().expect("a pod spec");
-    let mut command = Command::new(support::adapter::BINARY);
+    let mut command = Command::new(crate::support::adapter::BINARY);
     command.arg("controller").env_clear();
     for var in pod.containers[0].env.iter().flatten() {
         if let Some(value) = &var.value {
