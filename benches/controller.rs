@@ -20,7 +20,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use dynamodb_source_api::AWSDynamoDBSource;
+use dynamodb_source_api::resource::AWSDynamoDBSource;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, Patch};

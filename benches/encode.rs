@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_types::DateTime;
 use dynamodb_source_api::{EventName, PayloadFormat, SourceArn, StreamArn};
-use dynamodb_source_delivery::sink::{Sink, connector};
-use dynamodb_source_delivery::{CeOverrides, Endpoint, EventFactory, format};
+use dynamodb_source_delivery::{CeOverrides, Endpoint, EventFactory, Sink, connector, format};
 use dynamodb_source_stream::{AttributeValue, SequenceNumber, StreamRecord};
 
 const N: u32 = 200_000;

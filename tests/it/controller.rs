@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dynamodb_source_api::AWSDynamoDBSource;
+use dynamodb_source_api::resource::AWSDynamoDBSource;
 use dynamodb_source_api::resource::ConditionStatus;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};

@@ -10,14 +10,15 @@
 //! meet once per batch, through each shard's batch channel, and each thread
 //! frees what it allocated (see `shard_task::read_ahead`).
 //!
-//! glibc gives a thread an arena at its first allocation, a new one only
-//! while fewer than `MALLOC_ARENA_MAX` exist (eight per core unless set;
-//! operators bounding glibc's memory set 2, and the benchmark does). Two
-//! threads sharing an arena wait on its lock at every allocation: with eight
-//! shards that halved the gain of this thread. So the reading thread is
-//! started before anything else can start a thread (the blocking pool's
-//! threads come later and share), and builds its runtime itself, which takes
-//! an arena the main thread does not use even when only two exist.
+//! # Assumptions
+//! - Each thread frees what it allocated, and the reading thread has a
+//!   malloc arena of its own: two threads sharing one wait on its lock at
+//!   every allocation (BENCHMARKS.md has the measurement).
+//!
+//! # Guarantees
+//! - The reading thread is started before anything else can start a thread
+//!   and builds its runtime itself, so under glibc it takes an arena the main
+//!   thread does not use, even when `MALLOC_ARENA_MAX` allows only two.
 
 use std::thread::JoinHandle;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::DeliveryMetrics;
-use dynamodb_source_delivery::sink::{self, Sink};
 use dynamodb_source_delivery::{Deliverer, EventFactory};
+use dynamodb_source_delivery::{Sink, SinkError, connector};
 use dynamodb_source_stream::DEFAULT_RECORDS_HELD;
 use dynamodb_source_stream::checkpoint::{CheckpointError, CheckpointStore};
 use dynamodb_source_stream::metrics::StreamMetrics;
@@ -35,7 +35,7 @@ pub enum AdapterError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Sink(#[from] sink::SinkError),
+    Sink(#[from] SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("starting the reading thread")]
@@ -134,7 +134,7 @@ pub async fn run(
         config.checkpoint_interval,
     ));
 
-    let connector = sink::connector(config.ca_certs.as_deref())?;
+    let connector = connector(config.ca_certs.as_deref())?;
     let deliverer = Deliverer::new(
         Sink::new(connector.clone(), config.sink.clone())?,
         config

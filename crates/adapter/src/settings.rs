@@ -10,7 +10,7 @@ use dynamodb_source_api::adapter_env as env;
 use dynamodb_source_api::{
     EventNameFilter, PayloadFormat, Report, SourceArn, StartingPosition, secret_url,
 };
-use dynamodb_source_delivery::policy::{self, BackoffPolicy, DeliveryPolicy};
+use dynamodb_source_delivery::{BackoffPolicy, DeliveryPolicy, parse_duration};
 use dynamodb_source_delivery::{CeOverrides, Endpoint};
 use url::Url;
 
@@ -331,7 +331,7 @@ fn checkpoint_location(
 }
 
 fn duration(setting: &'static str, value: &str) -> Result<Duration, SettingError> {
-    policy::parse_duration(value).map_err(|e| invalid(setting, Report(&e)))
+    parse_duration(value).map_err(|e| invalid(setting, Report(&e)))
 }
 
 impl Config {

@@ -4,10 +4,15 @@
 //! custom resource field) and trusted everywhere else, so a malformed value
 //! is reported where it was written rather than deep inside the adapter.
 
+//!
+//! Each public type has one path: the resource's types are under
+//! [`resource`], the rest is re-exported here; `adapter_env`, `crd` and
+//! `secret_url` are namespaces of constants and functions.
+
 pub mod adapter_env;
-pub mod arn;
+mod arn;
 pub mod crd;
-pub mod options;
+mod options;
 mod report;
 pub mod secret_url;
 
@@ -21,5 +26,3 @@ pub const EVENT_TYPE: &str = "com.amazon.dynamodb.stream_record";
 // which unreachable_pub reports; they are public through this module.
 #[allow(unreachable_pub)]
 pub mod resource;
-
-pub use resource::{AWSDynamoDBSource, AWSDynamoDBSourceSpec, AWSDynamoDBSourceStatus};

@@ -655,7 +655,7 @@ pub(crate) fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Dep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dynamodb_source_api::AWSDynamoDBSource;
+    use dynamodb_source_api::resource::AWSDynamoDBSource;
 
     fn source(spec: serde_json::Value) -> AWSDynamoDBSource {
         let mut object: AWSDynamoDBSource = serde_json::from_value(serde_json::json!({

@@ -2,12 +2,11 @@
 //! `ce-` headers, `datacontenttype` as `Content-Type`, its data as the body.
 //!
 //! The official SDK's HTTP binding writes the same headers (a test holds the
-//! two to each other), but was a tenth of the adapter's CPU with eight busy
-//! shards: it allocates a name and a value for every header, and the request
-//! it builds is copied for every attempt, one allocation per header again.
-//! Here all values of an event share one buffer, so building them costs one
-//! allocation and copying them for an attempt none, and header names are
-//! made once per source.
+//! two to each other) but allocates a name and a value for every header, and
+//! its request is copied for every attempt. Here all values of an event share
+//! one buffer, so building them costs one allocation and copying them for an
+//! attempt none, and header names are made once per source (BENCHMARKS.md
+//! has what that saved).
 //!
 //! Values the SDK cannot write at all, those with characters outside
 //! printable ASCII (an item key in another script, say), are percent-encoded
@@ -37,7 +36,7 @@ static TIME: HeaderName = HeaderName::from_static("ce-time");
 /// Headers of extension attributes, made on first use: a source's events
 /// carry the same few extensions.
 #[derive(Debug, Default)]
-pub struct ExtensionHeaders(RwLock<HashMap<String, HeaderName>>);
+pub(crate) struct ExtensionHeaders(RwLock<HashMap<String, HeaderName>>);
 
 impl ExtensionHeaders {
     fn get(&self, extension: &str) -> Result<HeaderName, EncodeError> {
@@ -120,7 +119,7 @@ pub enum EncodeError {
 }
 
 /// Encodes `event` as binary-mode headers and body.
-pub fn encode(
+pub(crate) fn encode(
     mut event: Event,
     extensions: &ExtensionHeaders,
 ) -> Result<(HeaderMap, Bytes), EncodeError> {

@@ -31,7 +31,7 @@ fn scalar(value: &AttributeValue) -> String {
 }
 
 /// Renders a record's key, e.g. `pk=user%2C1,sk=42`.
-pub fn render(keys: &Item) -> String {
+pub(crate) fn render(keys: &Item) -> String {
     let mut out = String::new();
     for (i, (name, value)) in keys.iter().enumerate() {
         if i > 0 {
