@@ -7,6 +7,7 @@ mod adapter_crash;
 mod adapter_delivery;
 mod adapter_discovery_faults;
 mod adapter_moto;
+mod adapter_record_age;
 mod adapter_settings;
 mod adapter_stream_faults;
 mod adapter_tls;

@@ -99,6 +99,9 @@ pub struct RawSettings {
     /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
     #[arg(long, env = env::DELIVERY_PARALLELISM, hide_env_values = true)]
     pub delivery_parallelism: Option<String>,
+    /// ISO-8601 oldest a record may be when its delivery starts or is retried; older ones are dead-lettered as expired [default: no limit].
+    #[arg(long, env = env::DELIVERY_MAX_RECORD_AGE, hide_env_values = true)]
+    pub delivery_max_record_age: Option<String>,
     /// Where events the sink refuses, or that exhaust their retries, are sent.
     #[arg(
         long = "dead-letter-sink",
@@ -413,6 +416,16 @@ impl Config {
             if delivery.timeout.is_zero() {
                 return Err(invalid(env::DELIVERY_TIMEOUT, "must be longer than zero"));
             }
+        }
+        if let Some(age) = present(&raw.delivery_max_record_age) {
+            let age = duration(env::DELIVERY_MAX_RECORD_AGE, age)?;
+            if age.is_zero() {
+                return Err(invalid(
+                    env::DELIVERY_MAX_RECORD_AGE,
+                    "must be longer than zero",
+                ));
+            }
+            delivery.max_record_age = Some(age);
         }
         let dead_letter_sink = present(&raw.k_dead_letter_sink)
             .map(|v| sink_endpoint(env::K_DEAD_LETTER_SINK, v))

@@ -53,6 +53,9 @@ pub const DELIVERY_TIMEOUT: &str = "DELIVERY_TIMEOUT";
 /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
 pub const DELIVERY_PARALLELISM: &str = "DELIVERY_PARALLELISM";
 
+/// ISO-8601 oldest a record may be when its delivery starts or is retried; older ones are dead-lettered as expired [default: no limit].
+pub const DELIVERY_MAX_RECORD_AGE: &str = "DELIVERY_MAX_RECORD_AGE";
+
 /// Where events the sink refuses, or that exhaust their retries, are sent.
 pub const K_DEAD_LETTER_SINK: &str = "K_DEAD_LETTER_SINK";
 

@@ -376,6 +376,13 @@ pub struct DeliverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: Option<i32>,
+    /// The oldest a record may be, an ISO-8601 duration such as PT6H (off by default). A
+    /// record older than this when its delivery would start or be retried goes to the
+    /// dead-letter sink with reason `expired` (without one, it is logged in full and counted)
+    /// and the shard moves on, so a long sink outage does not race the stream's 24-hour trim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ISO8601_DURATION_PATTERN))]
+    pub max_record_age: Option<String>,
 }
 
 /// How the wait between retries grows.

@@ -448,6 +448,9 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
         if let Some(delay) = &delivery.backoff_delay {
             vars.push(env(adapter_env::DELIVERY_BACKOFF_DELAY, delay.as_str()));
         }
+        if let Some(age) = &delivery.max_record_age {
+            vars.push(env(adapter_env::DELIVERY_MAX_RECORD_AGE, age.as_str()));
+        }
         if let Some(timeout) = &delivery.timeout {
             vars.push(env(adapter_env::DELIVERY_TIMEOUT, timeout.as_str()));
         }
@@ -704,7 +707,7 @@ mod tests {
             "payload": {"format": "Plain"},
             "filter": {"eventNames": ["INSERT", "REMOVE"]},
             "ceOverrides": {"extensions": {"team": "orders"}},
-            "delivery": {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S"},
+            "delivery": {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S", "maxRecordAge": "PT6H"},
         }));
         let mut resolved = resolved();
         resolved.dead_letter_sink =
@@ -739,6 +742,10 @@ mod tests {
             Some("PT1S")
         );
         assert_eq!(value(&env, "DELIVERY_TIMEOUT").as_deref(), Some("PT5S"));
+        assert_eq!(
+            value(&env, "DELIVERY_MAX_RECORD_AGE").as_deref(),
+            Some("PT6H")
+        );
         assert_eq!(
             value(&env, "K_DEAD_LETTER_SINK").as_deref(),
             Some("http://dls.shop.svc.cluster.local/")

@@ -2,7 +2,7 @@
 //! it. Nothing is dropped: without a dead-letter sink, retries never stop.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -45,6 +45,8 @@ pub struct Prepared {
     request: Result<Encoded, EncodeError>,
     /// The event itself, kept only when a dead-letter sink may need it.
     spare: Option<Event>,
+    /// When the record was written (the event's `time`), for the record-age limit.
+    created: Option<SystemTime>,
 }
 
 /// A pause the sink asked a whole shard for: a `Retry-After` on one event's
@@ -140,12 +142,14 @@ impl Deliverer {
     /// Encodes `event` for the sink, once: retries resend the same request.
     pub fn prepare(&self, event: Event) -> Prepared {
         let id = event.id().to_owned();
+        let created = event.time().map(|t| SystemTime::from(*t));
         // Only a dead-letter sink needs the event again after encoding.
         let spare = self.dead_letter.as_ref().map(|_| event.clone());
         Prepared {
             id,
             request: self.sink.prepare(event),
             spare,
+            created,
         }
     }
 
@@ -164,7 +168,12 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
-        let Prepared { id, request, spare } = prepared;
+        let Prepared {
+            id,
+            request,
+            spare,
+            created,
+        } = prepared;
         let request = match request {
             Ok(request) => request,
             Err(error) => {
@@ -186,6 +195,17 @@ impl Deliverer {
         };
         let mut retry = 0u32;
         let failure = loop {
+            if let Some(age) = self.expired(*created) {
+                break Failure {
+                    reason: DeadLetterReason::Expired,
+                    status: None,
+                    body: format!(
+                        "the record is {}s old, older than the {}s DELIVERY_MAX_RECORD_AGE allows",
+                        age.as_secs(),
+                        self.policy.max_record_age.unwrap_or_default().as_secs()
+                    ),
+                };
+            }
             let attempt = self
                 .sink
                 .send_prepared(&mut connections.sink, request, self.policy.timeout)
@@ -250,9 +270,27 @@ impl Deliverer {
                 self.dead_letter(connections, event.clone(), failure, cancel)
                     .await
             }
-            // Unreachable: failures only leave the loop with a dead-letter sink.
-            None => Outcome::Cancelled,
+            // Without a dead-letter sink only an expired record leaves the
+            // loop: it is logged in full, counted, and passed over.
+            None => {
+                error!(
+                    %id,
+                    reason = %failure.body,
+                    data = %String::from_utf8_lossy(request.body()),
+                    "no dead-letter sink configured: the expired record is logged in full and skipped"
+                );
+                self.metrics.event(EventResult::Expired);
+                Outcome::DeadLettered
+            }
         }
+    }
+
+    /// How old a record written at `created` is, when that is past the
+    /// record-age limit.
+    fn expired(&self, created: Option<SystemTime>) -> Option<Duration> {
+        let limit = self.policy.max_record_age?;
+        let age = SystemTime::now().duration_since(created?).ok()?;
+        (age > limit).then_some(age)
     }
 
     /// Sends an event that could not even be built from its record.

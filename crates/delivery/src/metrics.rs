@@ -19,6 +19,9 @@ label_enum! {
         Dropped => "dropped",
         /// Excluded by the source's event-name filter.
         Filtered => "filtered",
+        /// Older than `DELIVERY_MAX_RECORD_AGE`, with no dead-letter sink:
+        /// logged in full and passed over.
+        Expired => "expired",
     }
 }
 
@@ -35,6 +38,8 @@ label_enum! {
         Rejected => "rejected",
         RetriesExhausted => "retries_exhausted",
         Malformed => "malformed",
+        /// Older than `DELIVERY_MAX_RECORD_AGE` when an attempt would start.
+        Expired => "expired",
     }
 }
 

@@ -64,6 +64,9 @@ pub struct DeliveryPolicy {
     pub timeout: Duration,
     /// No wait between attempts is ever longer than this.
     pub max_backoff: Duration,
+    /// Records older than this when an attempt would start are dead-lettered
+    /// as expired instead (`DELIVERY_MAX_RECORD_AGE`); `None`: no limit.
+    pub max_record_age: Option<Duration>,
 }
 
 impl Default for DeliveryPolicy {
@@ -74,6 +77,7 @@ impl Default for DeliveryPolicy {
             backoff_delay: Duration::from_millis(200),
             timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(300),
+            max_record_age: None,
         }
     }
 }

@@ -120,6 +120,11 @@ impl Encoded {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
+
+    /// The body: the event's data.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// A CloudEvents HTTP endpoint (binary content mode).
