@@ -7,150 +7,26 @@
 //! sends in flight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::adapter::{AdapterEnv, AdapterProcess};
-use crate::support::fake_streams::{Change, FakeStreams, Written};
+use crate::support::fake_streams::{Change, Written, ids};
 use crate::support::receiver::{
     Behaviour, Received, Receiver, Reply, Switch, failing_key, random_delays,
 };
+use crate::support::rig::Rig;
 use crate::support::{eventually, seq_key};
 
 /// The longest any single wait in these tests may take: the machine may be
 /// loaded, and a wait only lasts this long when something is wrong.
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// `SHUTDOWN_TIMEOUT` as [`AdapterEnv::new`] sets it.
+/// `SHUTDOWN_TIMEOUT` as [`crate::support::adapter::AdapterEnv::new`] sets it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A fake Streams API with one stream, a sink, and a directory for the
-/// checkpoint and the adapter's logs.
-struct Rig {
-    fake: FakeStreams,
-    stream: String,
-    sink: Receiver,
-    /// Kept when a test fails, so the adapter's logs can be read afterwards.
-    dir: Option<tempfile::TempDir>,
-    env: AdapterEnv,
-}
-
-impl Rig {
-    async fn new(table: &str, behaviour: Behaviour) -> Rig {
-        let fake = FakeStreams::start().await;
-        let stream = fake.enable_stream(table);
-        let sink = Receiver::start(0, behaviour).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = AdapterEnv::new(
-            &sink.url,
-            &fake.table_arn(table),
-            &fake.endpoint,
-            &dir.path().join("checkpoint.json"),
-        );
-        Rig {
-            fake,
-            stream,
-            sink,
-            dir: Some(dir),
-            env,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the rig's directory").path()
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        self.env = self.env.clone().set(name, value);
-    }
-
-    fn add_shard(&self) -> String {
-        self.fake.add_shard(&self.stream, None)
-    }
-
-    fn spawn(&self) -> AdapterProcess {
-        AdapterProcess::spawn(&self.env, self.dir())
-    }
-
-    fn checkpoint_path(&self) -> PathBuf {
-        self.dir().join("checkpoint.json")
-    }
-
-    /// The checkpoint file's `shards.<shard>.after`, if it holds one.
-    fn after(&self, shard: &str) -> Option<String> {
-        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        json["shards"][shard]["after"].as_str().map(str::to_owned)
-    }
-
-    /// Waits until the checkpoint of every shard in `written` holds its last
-    /// record: then everything was settled and nothing more will be sent.
-    async fn checkpointed_to_the_end(&self, written: &[Written]) {
-        let mut last: BTreeMap<&str, &str> = BTreeMap::new();
-        for w in written {
-            last.insert(&w.shard, &w.sequence_number);
-        }
-        eventually(
-            "the checkpoint at the last record of every shard",
-            WITHIN,
-            async || {
-                last.iter()
-                    .all(|(shard, seq)| self.after(shard).as_deref() == Some(*seq))
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-
-    /// Waits until the sink acknowledged every record of `written`.
-    async fn all_acknowledged(&self, written: &[Written], within: Duration) {
-        let wanted: HashSet<String> = ids(written).into_iter().collect();
-        eventually(
-            &format!("{} records acknowledged by the sink", wanted.len()),
-            within,
-            async || {
-                let acked: HashSet<String> = self.sink.acknowledged_ids().into_iter().collect();
-                wanted.is_subset(&acked).then_some(())
-            },
-        )
-        .await;
-    }
-}
-
-impl Drop for Rig {
-    /// A failing test keeps its directory and shows the adapter's log and what
-    /// the fake was asked.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        eprintln!("fake Streams API calls: {:?}", self.fake.call_counts());
-        let Some(dir) = self.dir.take() else {
-            return;
-        };
-        let dir = dir.keep();
-        eprintln!("the adapter's logs are kept in {}", dir.display());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "log") {
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(60)..];
-                eprintln!("--- {} (last {} lines)", path.display(), tail.len());
-                for line in tail {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
-
-fn ids(written: &[Written]) -> Vec<String> {
-    written.iter().map(|w| w.event_id.clone()).collect()
+/// A rig whose sink answers as `behaviour` says.
+async fn rig_answering(table: &str, behaviour: Behaviour) -> Rig {
+    Rig::with_sink(table, Receiver::start(0, behaviour).await, WITHIN).await
 }
 
 /// `changes` changes to each of `keys` items named `{prefix}k{n}`,
@@ -223,7 +99,7 @@ fn assert_once_each_in_item_order(sink: &Receiver, written: &[Written]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_item_order_holds_and_sends_overlap_under_random_sink_latencies() {
-    let rig = Rig::new(
+    let rig = rig_answering(
         "latencies",
         random_delays(17, Duration::ZERO..Duration::from_millis(50)),
     )
@@ -232,10 +108,7 @@ async fn per_item_order_holds_and_sends_overlap_under_random_sink_latencies() {
     // 50 items, 10 changes each, interleaved: 500 records.
     let written = rig.fake.append(&shard, interleaved("", 50, 10));
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let _adapter = rig.run_until_settled(&written).await;
 
     assert_once_each_in_item_order(&rig.sink, &written);
     assert!(
@@ -252,7 +125,7 @@ async fn per_item_order_holds_and_sends_overlap_under_random_sink_latencies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_item_order_holds_in_every_shard_of_several_under_random_sink_latencies() {
-    let rig = Rig::new(
+    let rig = rig_answering(
         "latencies-shards",
         random_delays(1717, Duration::ZERO..Duration::from_millis(50)),
     )
@@ -267,10 +140,7 @@ async fn per_item_order_holds_in_every_shard_of_several_under_random_sink_latenc
         );
     }
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let _adapter = rig.run_until_settled(&written).await;
 
     assert_once_each_in_item_order(&rig.sink, &written);
     assert!(
@@ -283,7 +153,7 @@ async fn per_item_order_holds_in_every_shard_of_several_under_random_sink_latenc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_key_holds_back_only_itself_and_the_checkpoint_never_passes_it() {
     let failing = Switch::new(true);
-    let mut rig = Rig::new(
+    let mut rig = rig_answering(
         "failing-key",
         failing_key(
             "pk=k0",
@@ -358,10 +228,7 @@ async fn a_failing_key_holds_back_only_itself_and_the_checkpoint_never_passes_it
 
     // k0 is accepted again; the restarted adapter resumes from the checkpoint.
     failing.set(false);
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let _adapter = rig.run_until_settled(&written).await;
 
     let acknowledged = rig.sink.acknowledged();
     let per_key = acknowledged_per_key(&acknowledged, false);
@@ -407,7 +274,7 @@ async fn a_failing_key_holds_back_only_itself_and_the_checkpoint_never_passes_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_open_shards_with_a_few_records_each_are_all_delivered() {
-    let mut rig = Rig::new("many-open", Arc::new(|_, _| Reply::status(202))).await;
+    let mut rig = Rig::new("many-open", WITHIN).await;
     // Idle shards are polled once a second at most: 300 of them polled five
     // times a second would be load on a shared machine, not what is tested.
     rig.set("IDLE_POLL_MAX", "PT1S");
@@ -457,7 +324,7 @@ async fn three_hundred_open_shards_with_a_few_records_each_are_all_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_parallelism_of_one_delivers_the_shard_in_stream_order_one_request_at_a_time() {
-    let mut rig = Rig::new(
+    let mut rig = rig_answering(
         "one-at-a-time",
         random_delays(7, Duration::ZERO..Duration::from_millis(10)),
     )
@@ -466,10 +333,7 @@ async fn delivery_parallelism_of_one_delivers_the_shard_in_stream_order_one_requ
     let shard = rig.add_shard();
     let written = rig.fake.append(&shard, interleaved("", 10, 10));
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let _adapter = rig.run_until_settled(&written).await;
 
     assert_eq!(
         rig.sink.acknowledged_ids(),
@@ -486,9 +350,9 @@ async fn delivery_parallelism_of_one_delivers_the_shard_in_stream_order_one_requ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_counted_once_however_often_it_was_retried() {
-    let mut rig = Rig::new(
+    // The first six requests fail, whichever records they carry.
+    let mut rig = rig_answering(
         "counted",
-        // The first six requests fail, whichever records they carry.
         Arc::new(|i, _| match i {
             0..=5 => Reply::status(503),
             _ => Reply::status(202),
@@ -503,10 +367,7 @@ async fn each_event_is_counted_once_however_often_it_was_retried() {
     }
     let n = written.len();
 
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let adapter = rig.run_until_settled(&written).await;
     let delivered = "dynamodb_source_events_total{result=\"delivered\"}";
     let in_flight = "dynamodb_source_events_in_flight";
     let metrics = eventually(
@@ -555,7 +416,7 @@ async fn each_event_is_counted_once_however_often_it_was_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowledged() {
     let slow = Switch::new(true);
-    let rig = Rig::new("sigterm", {
+    let rig = rig_answering("sigterm", {
         let slow = slow.clone();
         Arc::new(move |_, _| {
             let reply = Reply::status(202);
@@ -615,10 +476,7 @@ async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowle
 
     // The restart delivers the rest, quickly now; nothing is lost.
     slow.set(false);
-    let mut adapter = rig.spawn();
-    adapter.wait_ready().await;
-    rig.all_acknowledged(&written, WITHIN).await;
-    rig.checkpointed_to_the_end(&written).await;
+    let _adapter = rig.run_until_settled(&written).await;
     let all = rig.sink.acknowledged();
     assert_eq!(
         acknowledged_per_key(&all, true),

@@ -17,18 +17,16 @@
 //! key, in stream order.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::adapter::{AdapterEnv, AdapterProcess};
-use crate::support::fake_streams::{Change, FakeStreams, Op, Written, written_per_key};
+use crate::support::fake_streams::{Change, Op, Written, changes, ids, written_per_key};
 use crate::support::receiver::{Received, Receiver, Reply};
+use crate::support::rig::{Rig, acknowledged_by};
 use crate::support::{assert_delivered, eventually};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
 
 /// The longest any single wait in these tests may take (a loaded 2-core
 /// machine runs several adapters at once).
@@ -39,98 +37,6 @@ const SINK_PASSWORD: &str = "s3cr3t-pass";
 const DEAD_LETTER_USER: &str = "dlq";
 const DEAD_LETTER_PASSWORD: &str = "d34d-l3tt3r-pass";
 const AWS_SECRET: &str = "aws-s3cr3t-k3y-0451-do-not-log";
-
-/// A fake Streams API, a sink, and a directory for the checkpoint and logs.
-struct Rig {
-    table: String,
-    fake: FakeStreams,
-    sink: Receiver,
-    dir: tempfile::TempDir,
-    env: AdapterEnv,
-}
-
-impl Rig {
-    async fn new(table: &str) -> Rig {
-        Rig::with_sink(table, Receiver::accepting().await).await
-    }
-
-    async fn with_sink(table: &str, sink: Receiver) -> Rig {
-        let fake = FakeStreams::start().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = AdapterEnv::new(
-            &sink.url,
-            &fake.table_arn(table),
-            &fake.endpoint,
-            &dir.path().join("checkpoint.json"),
-        );
-        Rig {
-            table: table.to_owned(),
-            fake,
-            sink,
-            dir,
-            env,
-        }
-    }
-
-    /// A stream on the table with one open shard.
-    fn stream_with_shard(&self) -> (String, String) {
-        let stream = self.fake.enable_stream(&self.table);
-        let shard = self.fake.add_shard(&stream, None);
-        (stream, shard)
-    }
-
-    fn spawn(&self) -> AdapterProcess {
-        AdapterProcess::spawn(&self.env, self.dir.path())
-    }
-
-    fn checkpoint_path(&self) -> PathBuf {
-        self.dir.path().join("checkpoint.json")
-    }
-
-    fn checkpoint(&self) -> Option<Value> {
-        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    /// Waits until the sink acknowledged at least `n` requests.
-    async fn delivered(&self, n: usize) {
-        acknowledged_by(&self.sink, n, "the sink").await;
-    }
-}
-
-impl Drop for Rig {
-    /// A failing test shows the adapter's log and what the fake was asked.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        eprintln!("fake Streams API calls: {:?}", self.fake.call_counts());
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "log") {
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(60)..];
-                eprintln!("--- {} (last {} lines)", path.display(), tail.len());
-                for line in tail {
-                    eprintln!("{}", line.chars().take(400).collect::<String>());
-                }
-            }
-        }
-    }
-}
-
-async fn acknowledged_by(receiver: &Receiver, n: usize, what: &str) {
-    eventually(
-        &format!("{n} events acknowledged by {what}"),
-        WITHIN,
-        async || (receiver.acknowledged().len() >= n).then_some(()),
-    )
-    .await;
-}
 
 /// Polls `check` until it holds or `within` passes; whether it held. For
 /// waits whose failure the test reports with more than a timeout.
@@ -145,17 +51,6 @@ async fn holds_within(within: Duration, mut check: impl FnMut() -> bool) -> bool
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn ids(written: &[Written]) -> Vec<String> {
-    written.iter().map(|w| w.event_id.clone()).collect()
-}
-
-/// `n` changes cycling over `keys` keys, values from `first`.
-fn changes(keys: usize, n: usize, first: i64) -> Vec<Change> {
-    (0..n)
-        .map(|i| Change::modify(format!("k{}", i % keys), first + i as i64))
-        .collect()
 }
 
 /// The receiver's URL with `user:password@` in it (both given encoded).
@@ -232,8 +127,12 @@ async fn the_sinks_password_is_never_logged_nor_exported() {
     ];
     for format in ["json", "text"] {
         let dead_letters = Receiver::accepting().await;
-        let mut rig =
-            Rig::with_sink(&format!("secrets-{format}"), sink_refusing("refused").await).await;
+        let mut rig = Rig::with_sink(
+            &format!("secrets-{format}"),
+            sink_refusing("refused").await,
+            WITHIN,
+        )
+        .await;
         rig.env = rig
             .env
             .clone()
@@ -254,7 +153,7 @@ async fn the_sinks_password_is_never_logged_nor_exported() {
         let mut adapter = rig.spawn();
         adapter.wait_ready().await;
         rig.delivered(6).await;
-        acknowledged_by(&dead_letters, 1, "the dead-letter sink").await;
+        acknowledged_by(&dead_letters, 1, "the dead-letter sink", WITHIN).await;
         let metrics = adapter.metrics().await;
         assert!(
             metrics.contains("dynamodb_source_events_total"),
@@ -282,7 +181,7 @@ async fn the_sinks_password_is_never_logged_nor_exported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_in_k_sink_is_sent_as_basic_authorization() {
-    let mut rig = Rig::new("basic-auth").await;
+    let mut rig = Rig::new("basic-auth", WITHIN).await;
     rig.env = rig
         .env
         .clone()
@@ -309,7 +208,7 @@ async fn userinfo_in_k_sink_is_sent_as_basic_authorization() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn percent_encoded_userinfo_in_k_sink_is_decoded_for_basic_authorization() {
-    let mut rig = Rig::new("basic-auth-encoded").await;
+    let mut rig = Rig::new("basic-auth-encoded", WITHIN).await;
     // `%40` is `@`, `%3A` is `:` (a colon is allowed in a Basic password).
     rig.env = rig.env.clone().set(
         "K_SINK",
@@ -332,7 +231,7 @@ async fn percent_encoded_userinfo_in_k_sink_is_decoded_for_basic_authorization()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_in_k_dead_letter_sink_is_sent_as_basic_authorization() {
     let dead_letters = Receiver::accepting().await;
-    let mut rig = Rig::with_sink("basic-auth-dls", sink_refusing("k").await).await;
+    let mut rig = Rig::with_sink("basic-auth-dls", sink_refusing("k").await, WITHIN).await;
     rig.env = rig.env.clone().set(
         "K_DEAD_LETTER_SINK",
         with_userinfo(&dead_letters, DEAD_LETTER_USER, "d34d%40l3tt3r"),
@@ -341,7 +240,7 @@ async fn userinfo_in_k_dead_letter_sink_is_sent_as_basic_authorization() {
     let written = rig.fake.append(&shard, changes(2, 3, 0));
     let mut adapter = rig.spawn();
     adapter.wait_ready().await;
-    acknowledged_by(&dead_letters, written.len(), "the dead-letter sink").await;
+    acknowledged_by(&dead_letters, written.len(), "the dead-letter sink", WITHIN).await;
 
     let expected = basic(DEAD_LETTER_USER, "d34d@l3tt3r");
     assert_eq!(
@@ -359,7 +258,7 @@ async fn userinfo_in_k_dead_letter_sink_is_sent_as_basic_authorization() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_lettered_events_never_carry_the_sinks_password() {
     let dead_letters = Receiver::accepting().await;
-    let mut rig = Rig::with_sink("dead-letter-dest", sink_refusing("k").await).await;
+    let mut rig = Rig::with_sink("dead-letter-dest", sink_refusing("k").await, WITHIN).await;
     rig.env = rig
         .env
         .clone()
@@ -369,7 +268,7 @@ async fn dead_lettered_events_never_carry_the_sinks_password() {
     let written = rig.fake.append(&shard, changes(2, 3, 0));
     let mut adapter = rig.spawn();
     adapter.wait_ready().await;
-    acknowledged_by(&dead_letters, written.len(), "the dead-letter sink").await;
+    acknowledged_by(&dead_letters, written.len(), "the dead-letter sink", WITHIN).await;
 
     let credentials = &basic(SINK_USER, SINK_PASSWORD)["Basic ".len()..];
     for letter in dead_letters.requests() {
@@ -419,7 +318,7 @@ async fn a_parent_missing_from_one_describe_stream_answer_still_holds_its_childr
         )
         .await
     };
-    let rig = Rig::with_sink("hidden-parent", sink).await;
+    let rig = Rig::with_sink("hidden-parent", sink, WITHIN).await;
     let (stream, parent) = rig.stream_with_shard();
     // Closing these makes the adapter describe the stream again at once
     // (a shard read to its end triggers discovery), instead of every 10 s.
@@ -479,7 +378,7 @@ async fn a_parent_missing_from_one_describe_stream_answer_still_holds_its_childr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_describe_stream_answer_with_no_shards_does_not_wipe_progress() {
-    let rig = Rig::new("empty-describe").await;
+    let rig = Rig::new("empty-describe", WITHIN).await;
     let (stream, parent) = rig.stream_with_shard();
     let parent_records = rig.fake.append(&parent, changes(2, 3, 0));
     let child = rig.fake.split(&parent, 1).remove(0);
@@ -490,16 +389,7 @@ async fn a_describe_stream_answer_with_no_shards_does_not_wipe_progress() {
     let mut adapter = rig.spawn();
     adapter.wait_ready().await;
     rig.delivered(parent_records.len()).await;
-    eventually(
-        "the parent finished in the checkpoint",
-        WITHIN,
-        async || {
-            rig.checkpoint()
-                .is_some_and(|c| c["shards"][&parent] == "finished")
-                .then_some(())
-        },
-    )
-    .await;
+    rig.finished(&parent, "the parent").await;
 
     // Two rounds of discovery see a stream with no shard at all.
     rig.fake.describe_empty(2);
@@ -528,13 +418,8 @@ async fn a_describe_stream_answer_with_no_shards_does_not_wipe_progress() {
     })
     .await;
     let marker = rig.fake.append(&child, [Change::modify("k0", 100)]);
-    eventually("the marker written to the child", WITHIN, async || {
-        rig.sink
-            .acknowledged_ids()
-            .contains(&marker[0].event_id)
-            .then_some(())
-    })
-    .await;
+    // The marker written to the child arrives.
+    rig.all_acknowledged(&marker, WITHIN).await;
 
     assert_delivered(
         &rig.sink.acknowledged(),
@@ -558,7 +443,7 @@ async fn a_describe_stream_answer_with_no_shards_does_not_wipe_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_next_shard_iterator_on_a_shard_listed_as_open_does_not_finish_it() {
-    let rig = Rig::new("no-next-iterator").await;
+    let rig = Rig::new("no-next-iterator", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let before = rig.fake.append(&shard, changes(2, 4, 0));
     let mut adapter = rig.spawn();
@@ -611,8 +496,8 @@ async fn a_missing_next_shard_iterator_on_a_shard_listed_as_open_does_not_finish
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_at_a_latest_start_means_every_shards_first_position_is_held() {
     const SHARDS: usize = 64;
-    let mut rig = Rig::new("latest-ready").await;
-    rig.env = rig.env.clone().set("STARTING_POSITION", "LATEST");
+    let mut rig = Rig::new("latest-ready", WITHIN).await;
+    rig.set("STARTING_POSITION", "LATEST");
     let stream = rig.fake.enable_stream(&rig.table);
     let shards: Vec<String> = (0..SHARDS)
         .map(|_| rig.fake.add_shard(&stream, None))
@@ -667,8 +552,8 @@ async fn readyz_at_a_latest_start_means_every_shards_first_position_is_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_records_without_event_id_and_sequence_number_get_distinct_ids() {
     let dead_letters = Receiver::accepting().await;
-    let mut rig = Rig::new("malformed-ids").await;
-    rig.env = rig.env.clone().set("K_DEAD_LETTER_SINK", &dead_letters.url);
+    let mut rig = Rig::new("malformed-ids", WITHIN).await;
+    rig.set("K_DEAD_LETTER_SINK", &dead_letters.url);
     let (_, shard) = rig.stream_with_shard();
     // Three byte-identical records: only their places in the shard tell them
     // apart, so an id made from the content alone would not do.
@@ -687,7 +572,7 @@ async fn malformed_records_without_event_id_and_sequence_number_get_distinct_ids
 
     let mut adapter = rig.spawn();
     adapter.wait_ready().await;
-    acknowledged_by(&dead_letters, 3, "the dead-letter sink").await;
+    acknowledged_by(&dead_letters, 3, "the dead-letter sink", WITHIN).await;
     rig.delivered(1).await;
     assert_eq!(
         rig.sink.acknowledged_ids(),
@@ -708,7 +593,7 @@ async fn malformed_records_without_event_id_and_sequence_number_get_distinct_ids
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_without_keys_is_delivered_without_subject_and_partitionkey() {
-    let rig = Rig::new("no-keys").await;
+    let rig = Rig::new("no-keys", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let keyless = rig
         .fake

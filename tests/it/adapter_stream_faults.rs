@@ -5,131 +5,19 @@
 //! record exactly once, and the records of each item key in stream order
 //! (records of different keys are delivered concurrently, issue 17).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::adapter::{AdapterEnv, AdapterProcess};
-use crate::support::fake_streams::{Change, FakeStreams, Fault, Op, Written, written_per_key};
-use crate::support::receiver::Receiver;
+use crate::support::adapter::AdapterProcess;
+use crate::support::fake_streams::{Change, Fault, Op, Written, changes, ids, written_per_key};
+use crate::support::rig::Rig;
 use crate::support::{assert_delivered, assert_key_order, eventually};
 
 /// The longest any single wait in these tests may take.
 const WITHIN: Duration = Duration::from_secs(20);
 
-/// A fake Streams API, a sink, and a directory for the checkpoint and logs.
-struct Rig {
-    table: String,
-    fake: FakeStreams,
-    sink: Receiver,
-    dir: tempfile::TempDir,
-    env: AdapterEnv,
-}
-
-impl Rig {
-    async fn new(table: &str) -> Rig {
-        let fake = FakeStreams::start().await;
-        let sink = Receiver::accepting().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let env = AdapterEnv::new(
-            &sink.url,
-            &fake.table_arn(table),
-            &fake.endpoint,
-            &dir.path().join("checkpoint.json"),
-        );
-        Rig {
-            table: table.to_owned(),
-            fake,
-            sink,
-            dir,
-            env,
-        }
-    }
-
-    /// A stream on the table with one open shard.
-    fn stream_with_shard(&self) -> (String, String) {
-        let stream = self.fake.enable_stream(&self.table);
-        let shard = self.fake.add_shard(&stream, None);
-        (stream, shard)
-    }
-
-    fn spawn(&self) -> AdapterProcess {
-        AdapterProcess::spawn(&self.env, self.dir.path())
-    }
-
-    fn checkpoint_path(&self) -> PathBuf {
-        self.dir.path().join("checkpoint.json")
-    }
-
-    fn checkpoint(&self) -> Option<serde_json::Value> {
-        let bytes = std::fs::read(self.checkpoint_path()).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    /// Starts the adapter and waits until the sink has every record of
-    /// `written`, once each and in order per item key; `after` names the
-    /// fault survived.
-    async fn deliver_all(&self, written: &[Written], after: &str) -> AdapterProcess {
-        let mut adapter = self.spawn();
-        adapter.wait_ready().await;
-        self.delivered(written.len()).await;
-        assert_delivered(
-            &self.sink.acknowledged(),
-            &written_per_key(written),
-            &format!("every record once, in order per key, after {after}"),
-        );
-        adapter
-    }
-
-    /// Waits until the sink acknowledged at least `n` requests.
-    async fn delivered(&self, n: usize) {
-        eventually(
-            &format!("{n} events acknowledged by the sink"),
-            WITHIN,
-            async || (self.sink.acknowledged().len() >= n).then_some(()),
-        )
-        .await;
-    }
-}
-
-impl Drop for Rig {
-    /// A failing test shows the adapter's log and what the fake was asked.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        eprintln!("fake Streams API calls: {:?}", self.fake.call_counts());
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "log") {
-                let log = std::fs::read_to_string(&path).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(80)..];
-                eprintln!("--- {} (last {} lines)", path.display(), tail.len());
-                for line in tail {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    }
-}
-
-fn ids(written: &[Written]) -> Vec<String> {
-    written.iter().map(|w| w.event_id.clone()).collect()
-}
-
-/// `n` changes cycling over `keys` keys, values from `first`.
-fn changes(keys: usize, n: usize, first: i64) -> Vec<Change> {
-    (0..n)
-        .map(|i| Change::modify(format!("k{}", i % keys), first + i as i64))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_iterator_is_reacquired_from_the_checkpoint_without_loss_or_duplicates() {
-    let rig = Rig::new("expiry").await;
+    let rig = Rig::new("expiry", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let first = rig.fake.append(&shard, changes(3, 10, 0));
     let mut adapter = rig.spawn();
@@ -172,9 +60,9 @@ async fn expired_iterator_is_reacquired_from_the_checkpoint_without_loss_or_dupl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_backs_off_and_loses_nothing() {
-    let mut rig = Rig::new("throttled").await;
+    let mut rig = Rig::new("throttled", WITHIN).await;
     // The SDK's own retries are off so the adapter's backoff is what is measured.
-    rig.env = rig.env.clone().set("AWS_MAX_ATTEMPTS", "1");
+    rig.set("AWS_MAX_ATTEMPTS", "1");
     let (_, shard) = rig.stream_with_shard();
     let written = rig.fake.append(&shard, changes(4, 30, 0));
     let window = Duration::from_secs(3);
@@ -217,7 +105,7 @@ async fn throttling_backs_off_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
-    let rig = Rig::new("trimmed").await;
+    let rig = Rig::new("trimmed", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let first = rig.fake.append(&shard, changes(2, 10, 0));
     let mut adapter = rig.spawn();
@@ -245,7 +133,7 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
         .set("SOURCE_NAME", "orders")
         .set("SOURCE_NAMESPACE", &namespace)
         .set("KUBECONFIG", cluster.kubeconfig.display().to_string());
-    let mut adapter = AdapterProcess::spawn(&env, rig.dir.path());
+    let mut adapter = AdapterProcess::spawn(&env, rig.dir());
     adapter.wait_ready().await;
     rig.delivered(10 + 6).await;
     assert_delivered(
@@ -299,7 +187,7 @@ async fn trimmed_data_is_reported_and_reading_continues_from_trim_horizon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_shards_are_read_only_after_their_parent_ends() {
-    let rig = Rig::new("lineage").await;
+    let rig = Rig::new("lineage", WITHIN).await;
     let (_, parent) = rig.stream_with_shard();
     let parent_records = rig.fake.append(&parent, changes(2, 8, 0));
     let children = rig.fake.split(&parent, 2);
@@ -342,21 +230,12 @@ async fn child_shards_are_read_only_after_their_parent_ends() {
         Vec::<String>::new(),
         "no child read before its parent was read to its end"
     );
-    eventually(
-        "the parent finished in the checkpoint",
-        WITHIN,
-        async || {
-            rig.checkpoint()
-                .is_some_and(|c| c["shards"][&parent] == "finished")
-                .then_some(())
-        },
-    )
-    .await;
+    rig.finished(&parent, "the parent").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_shard_final_response_with_records_is_delivered() {
-    let rig = Rig::new("closing").await;
+    let rig = Rig::new("closing", WITHIN).await;
     // `closed` is read in one GetRecords call: its records and no next iterator.
     let (stream, closed) = rig.stream_with_shard();
     let closed_records = rig.fake.append(&closed, changes(2, 5, 0));
@@ -416,7 +295,7 @@ async fn closed_shard_final_response_with_records_is_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn describe_stream_pages_more_than_100_shards() {
-    let rig = Rig::new("many-shards").await;
+    let rig = Rig::new("many-shards", WITHIN).await;
     let stream = rig.fake.enable_stream(&rig.table);
     // A lineage of 151 shards, 150 closed and the last open, one change each
     // to the same item: shards 101 to 151 are only on DescribeStream's second
@@ -443,7 +322,7 @@ async fn describe_stream_pages_more_than_100_shards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried() {
-    let rig = Rig::new("flaky").await;
+    let rig = Rig::new("flaky", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let written = rig.fake.append(&shard, changes(3, 12, 0));
     // More 500s in a row than the SDK retries by itself (3 attempts).
@@ -469,7 +348,7 @@ async fn server_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_call_times_out_and_is_retried() {
-    let rig = Rig::new("silent").await;
+    let rig = Rig::new("silent", WITHIN).await;
     let (_, shard) = rig.stream_with_shard();
     let written = rig.fake.append(&shard, changes(2, 6, 0));
     // The first read is never answered; without an attempt timeout the shard
@@ -486,7 +365,7 @@ async fn an_unanswered_call_times_out_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_without_a_stream_is_reported_and_retried_not_a_crash() {
-    let rig = Rig::new("no-stream").await;
+    let rig = Rig::new("no-stream", WITHIN).await;
     rig.fake.create_table(&rig.table);
     let mut adapter = rig.spawn();
     eventually("ListStreams asked again", WITHIN, async || {
@@ -533,8 +412,8 @@ async fn table_without_a_stream_is_reported_and_retried_not_a_crash() {
 /// LATEST, or records written in between are skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_start_loses_nothing_when_a_poll_fails_before_the_first_record() {
-    let mut rig = Rig::new("latest-flaky").await;
-    rig.env = rig.env.clone().set("STARTING_POSITION", "LATEST");
+    let mut rig = Rig::new("latest-flaky", WITHIN).await;
+    rig.set("STARTING_POSITION", "LATEST");
     let (_, shard) = rig.stream_with_shard();
     let mut adapter = rig.spawn();
     adapter.wait_ready().await;
@@ -558,13 +437,7 @@ async fn latest_start_loses_nothing_when_a_poll_fails_before_the_first_record() 
     })
     .await;
     let second = rig.fake.append(&shard, changes(1, 1, 1));
-    eventually("the second record", WITHIN, async || {
-        rig.sink
-            .acknowledged_ids()
-            .contains(&second[0].event_id)
-            .then_some(())
-    })
-    .await;
+    rig.all_acknowledged(&second, WITHIN).await;
     assert_delivered(
         &rig.sink.acknowledged(),
         &written_per_key(first.iter().chain(&second)),

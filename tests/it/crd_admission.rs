@@ -679,246 +679,202 @@ fn spec(lines: &[&str]) -> String {
     lines.join("\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_arn_of_another_service_is_rejected_at_spec_arn() {
-    assert_rejected(
-        "s3-arn",
-        &spec(&["arn: 'arn:aws:s3:::bucket'", SINK]),
-        &["spec.arn", "arn:aws:s3:::bucket", "should match"],
-    )
-    .await;
+/// One test per function name, each applying the specs its cases list and
+/// asserting each is refused ([`assert_rejected`]); a case is the source's
+/// name, the spec's lines and what the error message names:
+/// `test_name { "name", [spec lines], [expected]; ... }`.
+macro_rules! rejected {
+    ($($test:ident { $($name:literal, [$($line:expr),+ $(,)?], [$($expected:expr),+ $(,)?];)+ })+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $(assert_rejected($name, &spec(&[$($line),+]), &[$($expected),+]).await;)+
+            }
+        )+
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_arn_without_the_table_resource_is_rejected_at_spec_arn() {
-    assert_rejected(
+rejected! {
+    an_arn_of_another_service_is_rejected_at_spec_arn {
+        "s3-arn",
+        ["arn: 'arn:aws:s3:::bucket'", SINK],
+        ["spec.arn", "arn:aws:s3:::bucket", "should match"];
+    }
+    a_table_arn_without_the_table_resource_is_rejected_at_spec_arn {
         "no-table",
-        &spec(&[
+        [
             "arn: 'arn:aws:dynamodb:us-west-2:123456789012:orders'",
             SINK,
-        ]),
-        &["spec.arn", "should match"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_and_iam_together_are_rejected_at_spec_auth() {
-    assert_rejected(
+        ],
+        ["spec.arn", "should match"];
+    }
+    credentials_and_iam_together_are_rejected_at_spec_auth {
         "two-auth-modes",
-        &spec(&[
+        [
             ARN,
             "auth:",
             "  credentials: {accessKeyID: {value: a}, secretAccessKey: {value: b}}",
             "  iam: {roleArn: 'arn:aws:iam::123456789012:role/r'}",
             SINK,
-        ]),
-        &["spec.auth", "exactly one of auth.credentials or auth.iam"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_deprecated_auth_iam_role_is_rejected_with_a_pointer_to_auth_iam_role_arn() {
-    assert_rejected(
+        ],
+        ["spec.auth", "exactly one of auth.credentials or auth.iam"];
+    }
+    the_deprecated_auth_iam_role_is_rejected_with_a_pointer_to_auth_iam_role_arn {
         "deprecated-iam-role",
-        &spec(&[
+        [
             ARN,
             "auth: {iamRole: 'arn:aws:iam::123456789012:role/r'}",
             SINK,
-        ]),
-        &["spec.auth.iamRole", "auth.iam.roleArn"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_empty_auth_is_rejected_at_spec_auth() {
-    assert_rejected(
+        ],
+        ["spec.auth.iamRole", "auth.iam.roleArn"];
+    }
+    an_empty_auth_is_rejected_at_spec_auth {
         "empty-auth",
-        &spec(&[ARN, "auth: {}", SINK]),
-        &["spec.auth", "exactly one of auth.credentials or auth.iam"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_without_a_sink_is_rejected_at_spec_sink() {
-    assert_rejected("no-sink", ARN, &["spec.sink", "Required value"]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sink_with_neither_ref_nor_uri_is_rejected_at_spec_sink() {
-    assert_rejected(
+        [ARN, "auth: {}", SINK],
+        ["spec.auth", "exactly one of auth.credentials or auth.iam"];
+    }
+    a_source_without_a_sink_is_rejected_at_spec_sink {
+        "no-sink",
+        [ARN],
+        ["spec.sink", "Required value"];
+    }
+    a_sink_with_neither_ref_nor_uri_is_rejected_at_spec_sink {
         "empty-sink",
-        &spec(&[ARN, "sink: {CACerts: 'not a ref'}"]),
-        &["spec.sink", "ref or uri"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sink_ref_without_kind_is_rejected_at_spec_sink_ref_kind() {
-    assert_rejected(
+        [ARN, "sink: {CACerts: 'not a ref'}"],
+        ["spec.sink", "ref or uri"];
+    }
+    a_sink_ref_without_kind_is_rejected_at_spec_sink_ref_kind {
         "ref-without-kind",
-        &spec(&[
+        [
             ARN,
             "sink: {ref: {apiVersion: eventing.knative.dev/v1, name: default}}",
-        ]),
-        &["spec.sink.ref.kind", "Required value"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overriding_the_cloudevent_type_attribute_is_rejected_at_spec_ce_overrides() {
-    assert_rejected(
+        ],
+        ["spec.sink.ref.kind", "Required value"];
+    }
+    overriding_the_cloudevent_type_attribute_is_rejected_at_spec_ce_overrides {
         "override-type",
-        &spec(&[
+        [
             ARN,
             SINK,
             "ceOverrides: {extensions: {type: com.example.other}}",
-        ]),
-        &[
+        ],
+        [
             "spec.ceOverrides",
             "may not override a required CloudEvents attribute",
-        ],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_starting_position_is_rejected_at_spec_starting_position() {
-    assert_rejected(
+        ];
+    }
+    an_unknown_starting_position_is_rejected_at_spec_starting_position {
         "earliest",
-        &spec(&[ARN, SINK, "startingPosition: EARLIEST"]),
-        &["spec.startingPosition", "EARLIEST", "TRIM_HORIZON"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_toleration_operator_is_rejected_at_that_toleration() {
-    assert_rejected(
+        [ARN, SINK, "startingPosition: EARLIEST"],
+        ["spec.startingPosition", "EARLIEST", "TRIM_HORIZON"];
+    }
+    an_unknown_toleration_operator_is_rejected_at_that_toleration {
         "toleration-operator",
-        &spec(&[
+        [
             ARN,
             SINK,
             "adapterOverrides: {tolerations: [{key: a, operator: Exists}, {key: b, operator: In, value: c}]}",
-        ]),
-        &["spec.adapterOverrides.tolerations[1].operator", "\"In\""],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_go_style_backoff_delay_is_rejected_at_spec_delivery_backoff_delay() {
-    assert_rejected(
+        ],
+        ["spec.adapterOverrides.tolerations[1].operator", "\"In\""];
+    }
+    a_go_style_backoff_delay_is_rejected_at_spec_delivery_backoff_delay {
         "go-duration",
-        &spec(&[ARN, SINK, "delivery: {backoffDelay: 2s}"]),
-        &["spec.delivery.backoffDelay", "\"2s\""],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_credential_with_both_value_and_value_from_secret_is_rejected_at_that_credential() {
-    assert_rejected(
+        [ARN, SINK, "delivery: {backoffDelay: 2s}"],
+        ["spec.delivery.backoffDelay", "\"2s\""];
+    }
+    a_credential_with_both_value_and_value_from_secret_is_rejected_at_that_credential {
         "value-and-secret",
-        &spec(&[
+        [
             ARN,
             "auth:",
             "  credentials:",
             "    accessKeyID: {value: AKIAIOSFODNN7EXAMPLE}",
             "    secretAccessKey: {value: x, valueFromSecret: {name: awscreds, key: secret}}",
             SINK,
-        ]),
-        &[
+        ],
+        [
             "spec.auth.credentials.secretAccessKey",
             "exactly one of value or valueFromSecret",
-        ],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_iam_role_arn_is_rejected_at_spec_auth_iam_role_arn() {
-    assert_rejected(
+        ];
+    }
+    a_malformed_iam_role_arn_is_rejected_at_spec_auth_iam_role_arn {
         "short-account",
-        &spec(&[
+        [
             ARN,
             "auth: {iam: {roleArn: 'arn:aws:iam::1234:role/r'}}",
             SINK,
-        ]),
-        &["spec.auth.iam.roleArn", "should match"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_sink_with_neither_ref_nor_uri_is_rejected_at_its_path() {
-    assert_rejected(
+        ],
+        ["spec.auth.iam.roleArn", "should match"];
+    }
+    a_dead_letter_sink_with_neither_ref_nor_uri_is_rejected_at_its_path {
         "empty-dead-letter-sink",
-        &spec(&[ARN, SINK, "delivery: {retry: 2, deadLetterSink: {}}"]),
-        &["spec.delivery.deadLetterSink", "ref or uri"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_adapter_env_entry_without_a_name_is_rejected_at_that_entry() {
-    // TriggerMesh's schema admitted it; the adapter Deployment could never carry it.
-    assert_rejected(
+        [ARN, SINK, "delivery: {retry: 2, deadLetterSink: {}}"],
+        ["spec.delivery.deadLetterSink", "ref or uri"];
+    }
+    an_adapter_env_entry_without_a_name_is_rejected_at_that_entry {
+        // TriggerMesh's schema admitted it; the adapter Deployment could never carry it.
         "env-without-name",
-        &spec(&[
+        [
             ARN,
             SINK,
             "adapterOverrides: {env: [{name: LOG_LEVEL, value: debug}, {value: orphan}]}",
-        ]),
-        &["spec.adapterOverrides.env[1].name", "Required value"],
-    )
-    .await;
-    assert_rejected(
+        ],
+        ["spec.adapterOverrides.env[1].name", "Required value"];
         "env-empty-name",
-        &spec(&[
+        [
             ARN,
             SINK,
             "adapterOverrides: {env: [{name: '', value: orphan}]}",
-        ]),
-        &["spec.adapterOverrides.env[0].name", "at least 1 chars long"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relative_sink_uri_without_a_ref_is_rejected_at_spec_sink_uri() {
-    assert_rejected(
+        ],
+        ["spec.adapterOverrides.env[0].name", "at least 1 chars long"];
+    }
+    a_relative_sink_uri_without_a_ref_is_rejected_at_spec_sink_uri {
         "relative-sink-uri",
-        &spec(&[ARN, "sink: {uri: /events}"]),
-        &[
+        [ARN, "sink: {uri: /events}"],
+        [
             "spec.sink.uri",
             "must be an absolute URL with a scheme",
             "when ref is not set",
-        ],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relative_dead_letter_sink_uri_without_a_ref_is_rejected_at_its_path() {
-    assert_rejected(
+        ];
+    }
+    a_relative_dead_letter_sink_uri_without_a_ref_is_rejected_at_its_path {
         "relative-dead-letter-uri",
-        &spec(&[
+        [
             ARN,
             SINK,
             "delivery: {deadLetterSink: {uri: /dead-letters}}",
-        ]),
-        &[
+        ],
+        [
             "spec.delivery.deadLetterSink.uri",
             "must be an absolute URL with a scheme",
+        ];
+    }
+    a_delivery_parallelism_outside_1_to_1000_is_rejected_at_spec_delivery_parallelism {
+        "parallelism-0",
+        [ARN, SINK, "delivery: {parallelism: 0}"],
+        ["spec.delivery.parallelism", "greater than or equal to 1"];
+        "parallelism-1001",
+        [ARN, SINK, "delivery: {parallelism: 1001}"],
+        ["spec.delivery.parallelism", "less than or equal to 1000"];
+    }
+    unknown_event_names_payload_formats_and_negative_retries_are_rejected {
+        "bad-enums",
+        [
+            ARN,
+            SINK,
+            "filter: {eventNames: [INSERT, DELETE]}",
+            "payload: {format: Raw}",
+            "delivery: {retry: -1, backoffPolicy: Linear}",
         ],
-    )
-    .await;
+        [
+            "spec.filter.eventNames[1]",
+            "\"DELETE\"",
+            "spec.payload.format",
+            "\"Raw\"",
+            "spec.delivery.retry",
+            "spec.delivery.backoffPolicy",
+        ];
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -944,22 +900,6 @@ async fn a_relative_uri_next_to_a_ref_is_accepted_for_the_sink_and_the_dead_lett
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_parallelism_outside_1_to_1000_is_rejected_at_spec_delivery_parallelism() {
-    assert_rejected(
-        "parallelism-0",
-        &spec(&[ARN, SINK, "delivery: {parallelism: 0}"]),
-        &["spec.delivery.parallelism", "greater than or equal to 1"],
-    )
-    .await;
-    assert_rejected(
-        "parallelism-1001",
-        &spec(&[ARN, SINK, "delivery: {parallelism: 1001}"]),
-        &["spec.delivery.parallelism", "less than or equal to 1000"],
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_parallelism_of_1_or_1000_is_accepted() {
     let (_, client, namespace) = setup("parallelism").await;
     for parallelism in [1, 1000] {
@@ -977,29 +917,6 @@ async fn a_delivery_parallelism_of_1_or_1000_is_accepted() {
             .unwrap_or_else(|e| panic!("parallelism {parallelism} was refused: {e}"));
         assert_stored_unchanged(&manifest, &live, &name);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_event_names_payload_formats_and_negative_retries_are_rejected() {
-    assert_rejected(
-        "bad-enums",
-        &spec(&[
-            ARN,
-            SINK,
-            "filter: {eventNames: [INSERT, DELETE]}",
-            "payload: {format: Raw}",
-            "delivery: {retry: -1, backoffPolicy: Linear}",
-        ]),
-        &[
-            "spec.filter.eventNames[1]",
-            "\"DELETE\"",
-            "spec.payload.format",
-            "\"Raw\"",
-            "spec.delivery.retry",
-            "spec.delivery.backoffPolicy",
-        ],
-    )
-    .await;
 }
 
 // ------------------------------------------------------------------ unknown fields
@@ -1081,34 +998,22 @@ async fn kubectl_apply_and_create_with_validate_strict_reject_an_unknown_field()
     )
     .unwrap();
     let file = file.to_str().unwrap();
+    // kubectl `verb` validating the file strictly, into the test's namespace.
+    let strict = |verb: &[&str]| {
+        owned(
+            &[
+                verb,
+                &["--validate=strict", "-n", namespace.as_str(), "-f", file],
+            ]
+            .concat(),
+        )
+    };
     for args in [
-        vec![
-            "apply",
-            "--server-side",
-            "--validate=strict",
-            "-n",
-            namespace.as_str(),
-            "-f",
-            file,
-        ],
-        vec![
-            "apply",
-            "--validate=strict",
-            "-n",
-            namespace.as_str(),
-            "-f",
-            file,
-        ],
-        vec![
-            "create",
-            "--validate=strict",
-            "-n",
-            namespace.as_str(),
-            "-f",
-            file,
-        ],
+        strict(&["apply", "--server-side"]),
+        strict(&["apply"]),
+        strict(&["create"]),
     ] {
-        let out = kubectl(cluster, owned(&args)).await;
+        let out = kubectl(cluster, args.clone()).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success(),
@@ -1125,19 +1030,7 @@ async fn kubectl_apply_and_create_with_validate_strict_reject_an_unknown_field()
         .unwrap()
         .replace("    foo: bar\n", "");
     std::fs::write(file, fixed).unwrap();
-    let out = kubectl(
-        cluster,
-        owned(&[
-            "apply",
-            "--server-side",
-            "--validate=strict",
-            "-n",
-            namespace.as_str(),
-            "-f",
-            file,
-        ]),
-    )
-    .await;
+    let out = kubectl(cluster, strict(&["apply", "--server-side"])).await;
     assert!(
         out.status.success(),
         "{}",

@@ -224,6 +224,18 @@ pub fn written_per_key<'a>(written: impl IntoIterator<Item = &'a Written>) -> su
     )
 }
 
+/// The event ids of `written`, in its order.
+pub fn ids(written: &[Written]) -> Vec<String> {
+    written.iter().map(|w| w.event_id.clone()).collect()
+}
+
+/// `n` changes cycling over `keys` keys (`k0`, `k1`, ...), values from `first`.
+pub fn changes(keys: usize, n: usize, first: i64) -> Vec<Change> {
+    (0..n)
+        .map(|i| Change::modify(format!("k{}", i % keys), first + i as i64))
+        .collect()
+}
+
 /// One request the fake answered.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -900,14 +912,7 @@ impl FakeStreamsBuilder {
             dropped_iterators: HashMap::new(),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = super::serve_until_stopped(listener, app);
         FakeStreams {
             endpoint: format!("http://127.0.0.1:{port}"),
             region: self.region,

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod fake_streams;
 pub mod moto;
 pub mod receiver;
+pub mod rig;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -23,6 +24,24 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// Serves `app` on `listener` in the background until the returned sender
+/// is used or dropped (the loopback peers stop when they are dropped).
+pub fn serve_until_stopped<L>(listener: L, app: axum::Router) -> tokio::sync::oneshot::Sender<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `within`.

@@ -236,14 +236,7 @@ impl Receiver {
             open: open.clone(),
         };
         let app = Router::new().fallback(handle).with_state(shared);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = super::serve_until_stopped(listener, app);
         Receiver {
             url: format!("{scheme}://127.0.0.1:{port}/"),
             port,
