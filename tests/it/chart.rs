@@ -129,6 +129,125 @@ fn the_chart_lints_clean_with_default_and_custom_values() {
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
 
+/// What a Grafana panel target or an alert expression must be: PromQL that
+/// parses (Grafana's `$namespace` variable stands for a regex).
+fn assert_promql(expr: &str, what: &str) {
+    let expr = expr.replace("$namespace", ".*");
+    if let Err(e) = promql_parser::parser::parse(&expr) {
+        panic!("{what}: {expr:?} is not PromQL: {e}");
+    }
+}
+
+#[test]
+fn alerts_dashboard_and_pod_monitor_render_only_when_enabled_and_hold_valid_promql() {
+    let defaults = kinds(&render(&[]));
+    for kind in ["PrometheusRule", "PodMonitor"] {
+        assert!(
+            !defaults.contains(&kind.to_owned()),
+            "{kind} off by default"
+        );
+    }
+    let objects = render(&[
+        "--set",
+        "metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true,metrics.podMonitor.enabled=true",
+    ]);
+
+    let rule = find(&objects, "PrometheusRule", "dynamodb-source-controller");
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
+    let alerts: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    for expected in [
+        "DynamoDBSourceLagNearRetention",
+        "DynamoDBSourceTrimmedData",
+        "DynamoDBSourceSinkFailing",
+        "DynamoDBSourceDeadLetters",
+        "DynamoDBSourceCheckpointErrors",
+    ] {
+        assert!(alerts.contains(&expected), "{expected} in {alerts:?}");
+    }
+    for r in rules {
+        let name = r["alert"].as_str().unwrap_or("?");
+        assert_promql(r["expr"].as_str().expect("expr"), name);
+        assert!(
+            r["labels"]["severity"].as_str().is_some(),
+            "{name} has a severity"
+        );
+        assert!(
+            r["annotations"]["summary"].as_str().is_some(),
+            "{name} has a summary"
+        );
+    }
+    let lag = rules
+        .iter()
+        .find(|r| r["alert"].as_str() == Some("DynamoDBSourceLagNearRetention"))
+        .and_then(|r| r["expr"].as_str())
+        .expect("lag alert");
+    assert!(
+        lag.ends_with("> 64800"),
+        "18 hours of lag by default: {lag}"
+    );
+
+    let dashboard = find(
+        &objects,
+        "ConfigMap",
+        "dynamodb-source-controller-dashboard",
+    );
+    assert_eq!(
+        dashboard["metadata"]["labels"]["grafana_dashboard"].as_str(),
+        Some("1"),
+        "labelled for Grafana's dashboard sidecar"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        dashboard["data"]["dynamodb-source.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = json["panels"].as_array().expect("panels");
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for expected in [
+        "Lag",
+        "Events by result",
+        "Delivery latency",
+        "throttled",
+        "Dead letters",
+        "Checkpoint",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(expected)),
+            "a panel on {expected}: {titles:?}"
+        );
+    }
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}");
+        for target in targets {
+            assert_promql(target["expr"].as_str().expect("expr"), title);
+        }
+    }
+
+    let monitor = find(
+        &objects,
+        "PodMonitor",
+        "dynamodb-source-controller-adapters",
+    );
+    let selected = &monitor["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        selected["app.kubernetes.io/component"].as_str(),
+        Some("adapter")
+    );
+    assert_eq!(
+        selected["app.kubernetes.io/managed-by"].as_str(),
+        Some("dynamodb-source-controller")
+    );
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["port"].as_str(),
+        Some("metrics")
+    );
+}
+
 #[test]
 fn default_values_render_a_leader_elected_hardened_controller() {
     let objects = render(&[]);
