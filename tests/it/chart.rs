@@ -198,7 +198,7 @@ fn alerts_dashboard_and_pod_monitor_render_only_when_enabled_and_hold_valid_prom
         Some("1"),
         "labelled for Grafana's dashboard sidecar"
     );
-    let json: serde_json::Value = serde_json::from_str(
+    let json: Value = serde_json::from_str(
         dashboard["data"]["dynamodb-source.json"]
             .as_str()
             .expect("dashboard JSON"),
