@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_smithy_types::DateTime;
 use dynamodb_source_api::{EventName, PayloadFormat, SourceArn, StreamArn};
 use dynamodb_source_delivery::sink::{Sink, connector};
-use dynamodb_source_delivery::{CeOverrides, EventFactory, format};
+use dynamodb_source_delivery::{CeOverrides, Endpoint, EventFactory, format};
 use dynamodb_source_stream::{AttributeValue, SequenceNumber, StreamRecord};
 
 const N: u32 = 200_000;
@@ -69,7 +69,8 @@ fn main() {
     let record = record();
     let factory = EventFactory::new(arn.table(), PayloadFormat::Aws, CeOverrides::default());
     let connector = connector(None).expect("connector");
-    let sink = Sink::new(connector, "http://127.0.0.1:9/".parse().expect("url")).expect("sink");
+    let endpoint = Endpoint::parse("http://127.0.0.1:9/").expect("url");
+    let sink = Sink::new(connector, endpoint).expect("sink");
     println!();
     let render = time("render the AWS payload", || {
         black_box(format::render(PayloadFormat::Aws, black_box(&record), &stream).expect("render"));
