@@ -46,6 +46,12 @@ impl AdapterEnv {
         self.vars.insert(name.to_owned(), value.into());
         self
     }
+
+    /// Leaves `name` unset, so the adapter takes its default.
+    pub fn unset(mut self, name: &str) -> AdapterEnv {
+        self.vars.remove(name);
+        self
+    }
 }
 
 pub struct AdapterProcess {
