@@ -37,7 +37,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -177,13 +177,19 @@ struct SinkState {
     /// Requests waiting for their answer now, and the most at once.
     waiting: Arc<AtomicUsize>,
     most_waiting: Arc<AtomicUsize>,
+    /// How long requests actually waited, in all (us): a timer's sleep
+    /// ends on the runtime's next millisecond tick or later.
+    waited_us: Arc<AtomicU64>,
 }
 
 async fn accept(State(state): State<SinkState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     if !state.latency.is_zero() {
         let now = state.waiting.fetch_add(1, Ordering::Relaxed) + 1;
         state.most_waiting.fetch_max(now, Ordering::Relaxed);
+        let asleep = Instant::now();
         tokio::time::sleep(state.latency).await;
+        let waited = u64::try_from(asleep.elapsed().as_micros()).unwrap_or(u64::MAX);
+        state.waited_us.fetch_add(waited, Ordering::Relaxed);
         state.waiting.fetch_sub(1, Ordering::Relaxed);
     }
     let now = Instant::now();
@@ -276,6 +282,8 @@ struct Measured {
     body_bytes: usize,
     /// Requests the sink held at once at most (with a latency).
     most_in_flight: usize,
+    /// How long the sink held a request on average (with a latency).
+    held: Duration,
     /// Shards the adapter read, of `scenario.shards`.
     shards_read: usize,
     /// GetRecords calls the fake answered.
@@ -565,6 +573,9 @@ async fn run(scenario: &Scenario) -> Measured {
         baseline_peers_cpu,
         body_bytes,
         most_in_flight: sink.state.most_waiting.load(Ordering::Relaxed),
+        held: Duration::from_micros(
+            sink.state.waited_us.load(Ordering::Relaxed) / records.max(1) as u64,
+        ),
         shards_read,
         get_records: fake.calls(Op::GetRecords),
     }
@@ -759,12 +770,13 @@ fn print_against_baseline(results: &[&Measured]) {
 fn print_against_ceiling(results: &[&Measured]) {
     println!();
     println!(
-        "{:<30} {:>8} {:>9} {:>12} {:>14} {:>14} {:>9} {:>10} {:>14} {:>10} {:>15} {:>12} {:>11}",
+        "{:<30} {:>8} {:>9} {:>12} {:>14} {:>10} {:>14} {:>9} {:>10} {:>14} {:>10} {:>15} {:>12} {:>11}",
         "scenario",
         "records",
         "body (B)",
         "e2e (rec/s)",
         "steady (rec/s)",
+        "held (ms)",
         "ceiling (/s)",
         "of ceil.",
         "in flight",
@@ -778,12 +790,13 @@ fn print_against_ceiling(results: &[&Measured]) {
         let e2e = per_second(m.records, m.end_to_end);
         let ceiling = m.scenario.ceiling().unwrap_or(f64::NAN);
         println!(
-            "{:<30} {:>8} {:>9} {:>12.0} {:>14.0} {:>14.0} {:>8.0}% {:>10} {:>14} {:>10} {:>15} {:>12} {:>11}",
+            "{:<30} {:>8} {:>9} {:>12.0} {:>14.0} {:>10.2} {:>14.0} {:>8.0}% {:>10} {:>14} {:>10} {:>15} {:>12} {:>11}",
             m.scenario.name(),
             m.records,
             m.body_bytes,
             e2e,
             per_second(m.records, m.steady),
+            m.held.as_secs_f64() * 1e3,
             ceiling,
             100.0 * e2e / ceiling,
             format!("{}/{}", m.most_in_flight, m.scenario.in_flight()),
@@ -817,8 +830,9 @@ fn print_against_ceiling(results: &[&Measured]) {
                 if rate >= t { "met" } else { "MISSED" }
             )
         });
+        let held = median(runs.iter().map(|m| m.held.as_secs_f64() * 1e3).collect());
         println!(
-            "{name}: median {rate:.0} rec/s (rounds {}), ceiling {:.0}/s ({} in flight / {} ms), CPU/event median {cpu:.1} us, peak RSS {} MiB{target}",
+            "{name}: median {rate:.0} rec/s (rounds {}), ceiling {:.0}/s ({} in flight / {} ms; the sink held each {held:.2} ms), CPU/event median {cpu:.1} us, peak RSS {} MiB{target}",
             rates
                 .iter()
                 .map(|r| format!("{r:.0}"))
@@ -832,6 +846,7 @@ fn print_against_ceiling(results: &[&Measured]) {
     }
     println!(
         "\ne2e: from spawning the adapter until the sink answered the last event; steady: first to last answer;\n\
+         held: how long the sink actually held a request, on average (a sleep ends on a millisecond tick or later);\n\
          ceiling: events in flight at most (DELIVERY_PARALLELISM per shard, at most the {RECORDS_HELD} records held) / the sink's latency;\n\
          in flight: requests the sink held at once at most, of that bound; RSS half/peak: the adapter's RSS when half the events\n\
          were answered, and its peak (VmHWM); CPU/event: the adapter's CPU time per event (us), start-up included;\n\
