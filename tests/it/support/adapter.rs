@@ -46,6 +46,16 @@ impl AdapterEnv {
         self.vars.insert(name.to_owned(), value.into());
         self
     }
+
+    /// Leaves `name` unset, so the adapter takes its default.
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, which include this module"
+    )]
+    pub fn unset(mut self, name: &str) -> AdapterEnv {
+        self.vars.remove(name);
+        self
+    }
 }
 
 pub struct AdapterProcess {

@@ -156,6 +156,9 @@ pub struct Change {
     pub value: i64,
     /// Length of an extra `data` string attribute, to size records.
     pub padding: usize,
+    /// The item is shaped like a production one ([`Change::rich`]) instead of
+    /// just `pk`, `value` and `data`.
+    pub rich: bool,
 }
 
 impl Change {
@@ -165,6 +168,7 @@ impl Change {
             event: EventName::Insert,
             value,
             padding: 0,
+            rich: false,
         }
     }
 
@@ -194,6 +198,109 @@ impl Change {
         self.padding = bytes;
         self
     }
+
+    /// Images shaped like a production item rather than a test's: besides
+    /// `pk` and `value`, attributes of the types a real table holds (S, N,
+    /// BOOL, NULL, SS, NS, L and nested M: an order with a customer, an
+    /// address and two lines), about 550 bytes of item per image, so a
+    /// MODIFY with both images is about 1.1 KB (its `SizeBytes`; some 2.2 KB
+    /// as the DynamoDB JSON GetRecords serves). The old image differs from
+    /// the new one in a few attributes, as an update's does; `padding` still
+    /// adds its `data` attribute on top.
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, which include this module"
+    )]
+    pub fn rich(mut self) -> Change {
+        self.rich = true;
+        self
+    }
+}
+
+/// The attributes [`Change::rich`] adds to an image of item `key` at `value`.
+fn rich_attributes(key: &str, value: i64) -> Value {
+    let n = value.unsigned_abs();
+    let status = ["PENDING", "PAID", "PACKED", "SHIPPED", "DELIVERED"][(n % 5) as usize];
+    let line = |i: u64| {
+        let size = ["S", "M", "L"][(i % 3) as usize];
+        json!({ "M": {
+            "sku": { "S": format!("SKU-{:05}-{size}", (n * 7 + i * 131) % 100_000) },
+            "title": { "S": format!("Cotton t-shirt, colour {i}") },
+            "quantity": { "N": (1 + (n + i) % 4).to_string() },
+            "unitPrice": { "N": format!("{}.{:02}", 9 + i * 5, (n + i) % 100) },
+            "giftWrap": { "BOOL": (n + i).is_multiple_of(3) },
+        }})
+    };
+    let updated = format!(
+        "2026-11-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        1 + n % 28,
+        n % 24,
+        n % 60,
+        (n / 7) % 60,
+        n % 1000
+    );
+    json!({
+        "status": { "S": status },
+        "paid": { "BOOL": n % 5 >= 1 },
+        "total": { "N": format!("{}.{:02}", 40 + n % 60, n % 100) },
+        "currency": { "S": "EUR" },
+        "updatedAt": { "S": updated },
+        "version": { "N": n.to_string() },
+        "couponCode": { "NULL": true },
+        "tags": { "SS": ["priority", "gift", "eu-west", "newsletter"] },
+        "ratings": { "NS": ["4", "5", "3.5"] },
+        "customer": { "M": {
+            "id": { "S": format!("cust-{:08}", key.len() as u64 * 7919 + n % 1000) },
+            "name": { "S": "Ada Lovelace" },
+            "email": { "S": "ada.lovelace@example.com" },
+            "loyaltyTier": { "N": (n % 4).to_string() },
+            "address": { "M": {
+                "street": { "S": "12 Analytical Engine Road" },
+                "city": { "S": "London" },
+                "postcode": { "S": "NW1 2DB" },
+                "country": { "S": "GB" },
+            }},
+        }},
+        "lines": { "L": [line(0), line(1)] },
+        "note": { "S": "Leave the parcel with the neighbour at no. 14." },
+    })
+}
+
+/// An item's size as DynamoDB counts it, roughly: attribute names and values,
+/// numbers at about half their digits, 3 bytes per list or map, 1 per
+/// element of either.
+fn item_size(image: &Value) -> usize {
+    fn value_size(v: &Value) -> usize {
+        let Some((kind, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+            return 0;
+        };
+        match (kind.as_str(), inner) {
+            ("S" | "B", Value::String(s)) => s.len(),
+            ("N", Value::String(n)) => n.len() / 2 + 1,
+            ("SS" | "BS", Value::Array(a)) => {
+                a.iter().filter_map(Value::as_str).map(str::len).sum()
+            }
+            ("NS", Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|n| n.len() / 2 + 1)
+                .sum(),
+            ("L", Value::Array(a)) => 3 + a.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+            ("M", Value::Object(m)) => {
+                3 + m
+                    .iter()
+                    .map(|(name, e)| 1 + name.len() + value_size(e))
+                    .sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+    image.as_object().map_or(0, |attributes| {
+        attributes
+            .iter()
+            .map(|(name, v)| name.len() + value_size(v))
+            .sum()
+    })
 }
 
 /// A record the fake wrote to a shard.
@@ -518,22 +625,42 @@ impl Service {
             if change.padding > 0 {
                 image["data"] = json!({ "S": "x".repeat(change.padding) });
             }
+            if change.rich
+                && let (Some(image), Value::Object(more)) =
+                    (image.as_object_mut(), rich_attributes(&change.key, value))
+            {
+                image.extend(more);
+            }
             image
+        };
+        let (new_image, old_image) = match change.event {
+            EventName::Insert => (Some(image(change.value)), None),
+            EventName::Modify => (Some(image(change.value)), Some(image(change.value - 1))),
+            EventName::Remove => (None, Some(image(change.value))),
+        };
+        // Plain records keep the size they always had.
+        let size = if change.rich {
+            2 + change.key.len()
+                + new_image
+                    .iter()
+                    .chain(&old_image)
+                    .map(item_size)
+                    .sum::<usize>()
+        } else {
+            40 + change.key.len() + change.padding
         };
         let mut dynamodb = json!({
             "ApproximateCreationDateTime": created,
             "Keys": keys,
             "SequenceNumber": sequence_string(sequence),
-            "SizeBytes": 40 + change.key.len() + change.padding,
+            "SizeBytes": size,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         });
-        match change.event {
-            EventName::Insert => dynamodb["NewImage"] = image(change.value),
-            EventName::Modify => {
-                dynamodb["NewImage"] = image(change.value);
-                dynamodb["OldImage"] = image(change.value - 1);
-            }
-            EventName::Remove => dynamodb["OldImage"] = image(change.value),
+        if let Some(image) = new_image {
+            dynamodb["NewImage"] = image;
+        }
+        if let Some(image) = old_image {
+            dynamodb["OldImage"] = image;
         }
         json!({
             "eventID": event_id,
