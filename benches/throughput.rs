@@ -731,14 +731,8 @@ fn print_against_baseline(results: &[&Measured]) {
         );
     }
     println!();
-    let mut names: Vec<String> = results.iter().map(|m| m.scenario.name()).collect();
-    names.dedup();
-    for name in names {
-        let runs: Vec<&Measured> = results
-            .iter()
-            .copied()
-            .filter(|m| m.scenario.name() == name)
-            .collect();
+    for runs in by_scenario(results) {
+        let name = runs[0].scenario.name();
         let ratio = |m: &Measured| per_second(m.records, m.end_to_end) / base(m);
         let mut ratios: Vec<f64> = runs.iter().map(|m| ratio(m)).collect();
         ratios.sort_by(f64::total_cmp);
@@ -810,14 +804,8 @@ fn print_against_ceiling(results: &[&Measured]) {
         );
     }
     println!();
-    let mut names: Vec<String> = results.iter().map(|m| m.scenario.name()).collect();
-    names.dedup();
-    for name in names {
-        let runs: Vec<&Measured> = results
-            .iter()
-            .copied()
-            .filter(|m| m.scenario.name() == name)
-            .collect();
+    for runs in by_scenario(results) {
+        let name = runs[0].scenario.name();
         let scenario = &runs[0].scenario;
         let rates: Vec<f64> = runs
             .iter()
@@ -857,6 +845,22 @@ fn print_against_ceiling(results: &[&Measured]) {
 }
 
 /// The adapter's CPU per event (us), the median of the runs.
+/// The runs of each scenario, in the order the scenarios ran.
+fn by_scenario<'a>(results: &[&'a Measured]) -> Vec<Vec<&'a Measured>> {
+    let mut names: Vec<String> = results.iter().map(|m| m.scenario.name()).collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            results
+                .iter()
+                .copied()
+                .filter(|m| m.scenario.name() == name)
+                .collect()
+        })
+        .collect()
+}
+
 fn median_cpu_per_event(runs: &[&Measured]) -> f64 {
     median(
         runs.iter()
