@@ -33,6 +33,17 @@ fn each_bad_setting_exits_2_with_one_line_naming_it() {
         (&[("PAYLOAD_FORMAT", "CSV")], "PAYLOAD_FORMAT"),
         (&[("EVENT_NAMES", "INSERT,UPSERT")], "EVENT_NAMES"),
         (
+            &[(
+                "FILTER_PATTERNS",
+                r#"[{"eventName": [{"numerc": [">", 1]}]}]"#,
+            )],
+            "FILTER_PATTERNS",
+        ),
+        (
+            &[("FILTER_PATTERNS", r#"{"eventName": ["INSERT"]}"#)],
+            "FILTER_PATTERNS",
+        ),
+        (
             &[("K_CE_OVERRIDES", r#"{"extensions":{"source":"x"}}"#)],
             "K_CE_OVERRIDES",
         ),
@@ -96,6 +107,7 @@ fn help_documents_every_setting() {
         "CHECKPOINT_FILE",
         "PAYLOAD_FORMAT",
         "EVENT_NAMES",
+        "FILTER_PATTERNS",
         "K_CE_OVERRIDES",
         "DELIVERY_RETRY",
         "DELIVERY_BACKOFF_POLICY",

@@ -484,6 +484,76 @@ async fn irsa_and_an_invalid_arn_are_handled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_patterns_reach_the_adapter_and_a_bad_operator_is_reported_with_its_path() {
+    let rig = rig("patterns").await;
+    let shipped = json!({"dynamodb": {"NewImage": {"status": {"S": ["shipped"]}}}});
+    let as_string = r#"{"eventName": ["REMOVE"]}"#;
+    rig.apply_source(
+        "patterns",
+        json!({"arn": ARN, "sink": {"uri": "http://x.example/"}, "filter": {"patterns": [shipped, as_string]}}),
+    )
+    .await;
+    let deployment = rig.deployment("patterns").await;
+    let passed: serde_json::Value =
+        serde_json::from_str(&env(&deployment, "FILTER_PATTERNS").expect("FILTER_PATTERNS is set"))
+            .expect("FILTER_PATTERNS is JSON");
+    assert_eq!(passed, json!([shipped, as_string]));
+
+    // The API server admits any object; the controller finds the bad operator.
+    let bad = json!({"dynamodb": {"NewImage": {"total": {"N": [{"numeric": [">", "100"]}]}}}});
+    rig.apply_source(
+        "patterns",
+        json!({"arn": ARN, "sink": {"uri": "http://x.example/"}, "filter": {"patterns": [shipped, bad]}}),
+    )
+    .await;
+    let source = rig
+        .wait_ready("patterns", ConditionStatus::False, "InvalidFilterPattern")
+        .await;
+    let deployed = source
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.kind == "Deployed"))
+        .cloned()
+        .expect("a Deployed condition");
+    let message = deployed.message.unwrap_or_default();
+    assert_eq!(deployed.reason.as_deref(), Some("InvalidFilterPattern"));
+    assert!(
+        message.starts_with("spec.filter.patterns[1]: ")
+            && message.contains(" at dynamodb.NewImage.total.N[0].numeric: "),
+        "{message}"
+    );
+    // The running adapter keeps the last good patterns.
+    let kept = rig.deployment("patterns").await;
+    assert_eq!(
+        env(&kept, "FILTER_PATTERNS").map(|v| serde_json::from_str::<serde_json::Value>(&v).ok()),
+        Some(Some(json!([shipped, as_string])))
+    );
+
+    // Fixed, it is deployed again without anything else done.
+    let fixed = json!({"dynamodb": {"NewImage": {"total": {"N": [{"numeric": [">", 100]}]}}}});
+    rig.apply_source(
+        "patterns",
+        json!({"arn": ARN, "sink": {"uri": "http://x.example/"}, "filter": {"patterns": [shipped, fixed]}}),
+    )
+    .await;
+    eventually(
+        "the fixed patterns in the Deployment",
+        DEADLINE,
+        async || {
+            let deployment = rig
+                .api::<Deployment>()
+                .get("awsdynamodbsource-patterns")
+                .await
+                .ok()?;
+            let passed: serde_json::Value =
+                serde_json::from_str(&env(&deployment, "FILTER_PATTERNS")?).ok()?;
+            (passed == json!([shipped, fixed])).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapter_role_reaches_its_own_checkpoint_and_no_other() {
     let rig = rig("checkpoint-rbac").await;
     for name in ["a", "b"] {

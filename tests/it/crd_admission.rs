@@ -857,6 +857,11 @@ rejected! {
         [ARN, SINK, "delivery: {parallelism: 1001}"],
         ["spec.delivery.parallelism", "less than or equal to 1000"];
     }
+    more_than_ten_filter_patterns_are_rejected_at_spec_filter_patterns {
+        "eleven-patterns",
+        [ARN, SINK, "filter: {patterns: ['{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}']}"],
+        ["spec.filter.patterns", "at most 10 items"];
+    }
     unknown_event_names_payload_formats_and_negative_retries_are_rejected {
         "bad-enums",
         [
@@ -897,6 +902,36 @@ async fn a_relative_uri_next_to_a_ref_is_accepted_for_the_sink_and_the_dead_lett
         .await
         .unwrap_or_else(|e| panic!("a relative uri next to a ref was refused: {e}"));
     assert_stored_unchanged(&manifest, &live, "relative-uri-with-ref");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_patterns_as_objects_and_as_strings_are_stored_unchanged() {
+    let (_, client, namespace) = setup("patterns").await;
+    let manifest = source_manifest(
+        "patterns",
+        &spec(&[
+            ARN,
+            SINK,
+            "filter:",
+            "  eventNames: [INSERT, MODIFY]",
+            "  patterns:",
+            "  - dynamodb:",
+            "      NewImage:",
+            "        status: {S: [shipped, {prefix: 'return-'}]}",
+            "        total: {N: [{numeric: ['>', 100, '<=', 1000]}]}",
+            "        note: {S: [null, '', {exists: false}]}",
+            "  - '{\"$or\": [{\"eventName\": [\"REMOVE\"]}, {\"dynamodb\": {\"Keys\": {\"id\": {\"S\": [{\"anything-but\": {\"prefix\": \"tmp-\"}}]}}}}]}'",
+        ]),
+    );
+    let live = apply_manifest(&client, &manifest, &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("filter patterns were refused: {e}"));
+    assert_stored_unchanged(&manifest, &live, "patterns");
+    assert_eq!(
+        live.data["spec"]["filter"]["patterns"][0]["dynamodb"]["NewImage"]["note"]["S"][0],
+        Value::Null,
+        "a null in a pattern is kept, not pruned"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod adapter_concurrency;
 mod adapter_crash;
 mod adapter_delivery;
 mod adapter_discovery_faults;
+mod adapter_filter_patterns;
 mod adapter_moto;
 mod adapter_record_age;
 mod adapter_settings;

@@ -176,6 +176,7 @@ pub async fn run(
         ),
         deliverer,
         filter: config.event_names,
+        patterns: config.filter_patterns.clone(),
         progress: progress.clone(),
         stream_metrics,
         delivery_metrics,

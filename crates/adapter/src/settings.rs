@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dynamodb_source_api::adapter_env as env;
 use dynamodb_source_api::{
-    EventNameFilter, PayloadFormat, Report, SourceArn, StartingPosition, secret_url,
+    EventNameFilter, FilterPatterns, PayloadFormat, Report, SourceArn, StartingPosition, secret_url,
 };
 use dynamodb_source_delivery::{BackoffPolicy, DeliveryPolicy, parse_duration};
 use dynamodb_source_delivery::{CeOverrides, Endpoint};
@@ -81,6 +81,9 @@ pub struct RawSettings {
     /// Comma list of INSERT, MODIFY, REMOVE to deliver [default: all].
     #[arg(long, env = env::EVENT_NAMES, hide_env_values = true)]
     pub event_names: Option<String>,
+    /// A JSON array of Lambda FilterCriteria patterns (objects or strings holding them); a record is delivered when any matches [default: all records].
+    #[arg(long, env = env::FILTER_PATTERNS, hide_env_values = true)]
+    pub filter_patterns: Option<String>,
     /// Knative CloudEvent overrides, JSON: {"extensions":{"name":"value"}}.
     #[arg(long, env = env::K_CE_OVERRIDES, hide_env_values = true)]
     pub k_ce_overrides: Option<String>,
@@ -187,6 +190,8 @@ pub struct Config {
     pub checkpoint: CheckpointLocation,
     pub payload_format: PayloadFormat,
     pub event_names: EventNameFilter,
+    /// Lambda event patterns, any of which passes a record; none passes all.
+    pub filter_patterns: FilterPatterns,
     pub overrides: CeOverrides,
     pub delivery: DeliveryPolicy,
     pub dead_letter_sink: Option<Endpoint>,
@@ -387,6 +392,13 @@ impl Config {
             .map(|v| v.parse().map_err(|e| invalid(env::EVENT_NAMES, Report(&e))))
             .transpose()?
             .unwrap_or_default();
+        let filter_patterns = present(&raw.filter_patterns)
+            .map(|v| {
+                FilterPatterns::parse_json_list(v)
+                    .map_err(|e| invalid(env::FILTER_PATTERNS, Report(&e)))
+            })
+            .transpose()?
+            .unwrap_or_default();
         let overrides = present(&raw.k_ce_overrides)
             .map(|v| {
                 v.parse::<CeOverrides>()
@@ -504,6 +516,7 @@ impl Config {
             checkpoint,
             payload_format,
             event_names,
+            filter_patterns,
             overrides,
             delivery,
             dead_letter_sink,
@@ -557,6 +570,7 @@ mod tests {
             checkpoint_file: Some("/tmp/cp.json".into()),
             payload_format: Some("Plain".into()),
             event_names: Some("INSERT".into()),
+            filter_patterns: Some(r#"[{"eventName":["INSERT"]}]"#.into()),
             k_ce_overrides: Some(r#"{"extensions":{"team":"a"}}"#.into()),
             delivery_retry: Some("3".into()),
             delivery_backoff_policy: Some("linear".into()),
@@ -576,6 +590,7 @@ mod tests {
         assert_eq!(config.delivery.timeout, Duration::from_secs(5));
         assert!(config.dead_letter_sink.is_some());
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.filter_patterns.len(), 1);
     }
 
     #[test]
@@ -690,6 +705,13 @@ mod tests {
                     ..minimal()
                 },
                 "invalid setting EVENT_NAMES:",
+            ),
+            (
+                RawSettings {
+                    filter_patterns: Some(r#"[{"a":[{"prefix":1}]}]"#.into()),
+                    ..minimal()
+                },
+                "invalid setting FILTER_PATTERNS: filter pattern 0 ({\"a\":[{\"prefix\":1}]}) at a[0].prefix: prefix takes",
             ),
             (
                 RawSettings {

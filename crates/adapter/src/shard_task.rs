@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use cloudevents::AttributesReader;
-use dynamodb_source_api::{EventNameFilter, StreamArn};
+use dynamodb_source_api::{EventNameFilter, FilterPatterns, StreamArn};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
 use dynamodb_source_delivery::{
@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub factory: EventFactory,
     pub deliverer: Deliverer,
     pub filter: EventNameFilter,
+    /// `FILTER_PATTERNS`: looked at only when the event name passes.
+    pub patterns: FilterPatterns,
     pub progress: Arc<Progress>,
     pub stream_metrics: StreamMetrics,
     pub delivery_metrics: DeliveryMetrics,
@@ -105,7 +107,7 @@ enum Work {
     Send(Prepared),
     /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
     Skip,
-    /// Checkpointed past without delivery: `EVENT_NAMES` leaves it out.
+    /// Checkpointed past without delivery: `EVENT_NAMES` or `FILTER_PATTERNS` leave it out.
     Filtered,
     /// A record whose event could not be built.
     Unbuildable {
@@ -132,6 +134,24 @@ struct Ready {
     newest: Option<f64>,
     /// Permits for the batch's records.
     held: Held,
+}
+
+/// Whether the patterns pass `record`, looked at as the `AWS` payload format
+/// presents it (whatever format the events use), as Lambda filters it.
+fn admitted_by_patterns(
+    patterns: &FilterPatterns,
+    record: &StreamRecord,
+    stream: &StreamArn,
+) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    match dynamodb_source_delivery::format::aws::to_value(record, stream) {
+        Ok(view) => patterns.admits(&view),
+        // A record that cannot be seen as JSON goes on to delivery, whose
+        // encoding reports it (and dead-letters it) rather than dropping it here.
+        Err(_) => true,
+    }
 }
 
 impl Ready {
@@ -163,7 +183,9 @@ impl Ready {
                             key: None,
                             work: Work::Skip,
                         }
-                    } else if !shared.filter.admits(record.event_name) {
+                    } else if !shared.filter.admits(record.event_name)
+                        || !admitted_by_patterns(&shared.patterns, &record, stream)
+                    {
                         Entry {
                             sequence: Some(record.sequence_number),
                             key: None,

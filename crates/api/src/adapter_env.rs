@@ -35,6 +35,9 @@ pub const PAYLOAD_FORMAT: &str = "PAYLOAD_FORMAT";
 /// Comma list of INSERT, MODIFY, REMOVE to deliver [default: all].
 pub const EVENT_NAMES: &str = "EVENT_NAMES";
 
+/// A JSON array of Lambda FilterCriteria patterns (objects or strings holding them); a record is delivered when any matches [default: all records].
+pub const FILTER_PATTERNS: &str = "FILTER_PATTERNS";
+
 /// Knative CloudEvent overrides, JSON: {"extensions":{"name":"value"}}.
 pub const K_CE_OVERRIDES: &str = "K_CE_OVERRIDES";
 

@@ -12,11 +12,13 @@
 pub mod adapter_env;
 mod arn;
 pub mod crd;
+mod filter_pattern;
 mod options;
 mod report;
 pub mod secret_url;
 
 pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
+pub use filter_pattern::{FilterPatterns, Pattern, PatternError, Problem as PatternProblem};
 pub use options::{EventName, EventNameFilter, OptionError, PayloadFormat, StartingPosition};
 pub use report::Report;
 

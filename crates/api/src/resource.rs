@@ -400,6 +400,16 @@ pub struct Filter {
     /// The kinds of change to deliver; all when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_names: Option<Vec<EventNameSpec>>,
+    /// Lambda FilterCriteria event patterns, each a JSON object or a string holding one, as in
+    /// AWS's documentation, e.g. {"dynamodb": {"NewImage": {"status": {"S": ["shipped"]}}}}.
+    /// They apply to the record as the AWS payload format presents it (eventName,
+    /// dynamodb.Keys, dynamodb.NewImage, dynamodb.OldImage with typed values); a change becomes an
+    /// event when any pattern matches it, and eventNames applies too. Operators: exact values,
+    /// prefix, suffix, equals-ignore-case, anything-but, numeric, exists and $or. Records filtered
+    /// out are passed over and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "filter_patterns")]
+    pub patterns: Option<Vec<serde_json::Value>>,
 }
 
 /// A kind of change.
@@ -502,6 +512,21 @@ fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// At most 10 patterns, Lambda's own limit per event source. Each is any JSON
+/// value to the schema: a node may not be an object or a string in a
+/// structural schema, and the API server's CEL cannot type an untyped node
+/// (it refuses such a rule), so the controller checks each pattern and
+/// reports a bad one in the Ready condition.
+fn filter_patterns(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 10,
+        "items": {
+            "x-kubernetes-preserve-unknown-fields": true,
+        },
     })
 }
 

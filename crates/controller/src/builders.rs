@@ -423,6 +423,19 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
             .collect();
         vars.push(env(adapter_env::EVENT_NAMES, list.join(",")));
     }
+    // As written: the adapter parses them again at start (the reconciler
+    // deploys only patterns that parse).
+    if let Some(patterns) = spec
+        .filter
+        .as_ref()
+        .and_then(|f| f.patterns.as_ref())
+        .filter(|p| !p.is_empty())
+    {
+        vars.push(env(
+            adapter_env::FILTER_PATTERNS,
+            serde_json::Value::Array(patterns.clone()).to_string(),
+        ));
+    }
     if let Some(extensions) = spec
         .ce_overrides
         .as_ref()
@@ -705,7 +718,7 @@ mod tests {
             "endpoint": {"url": "https://vpce.example"},
             "startingPosition": "TRIM_HORIZON",
             "payload": {"format": "Plain"},
-            "filter": {"eventNames": ["INSERT", "REMOVE"]},
+            "filter": {"eventNames": ["INSERT", "REMOVE"], "patterns": [{"eventName": ["INSERT"]}, "{\"dynamodb\":{}}"]},
             "ceOverrides": {"extensions": {"team": "orders"}},
             "delivery": {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S", "maxRecordAge": "PT6H"},
         }));
@@ -728,6 +741,10 @@ mod tests {
         );
         assert_eq!(value(&env, "PAYLOAD_FORMAT").as_deref(), Some("Plain"));
         assert_eq!(value(&env, "EVENT_NAMES").as_deref(), Some("INSERT,REMOVE"));
+        assert_eq!(
+            value(&env, "FILTER_PATTERNS").as_deref(),
+            Some(r#"[{"eventName":["INSERT"]},"{\"dynamodb\":{}}"]"#)
+        );
         assert_eq!(
             value(&env, "K_CE_OVERRIDES").as_deref(),
             Some(r#"{"extensions":{"team":"orders"}}"#)

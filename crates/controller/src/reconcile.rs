@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamodb_source_api::SourceArn;
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
+use dynamodb_source_api::{FilterPatterns, SourceArn};
 use dynamodb_source_api::{Report, secret_url};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -143,6 +143,20 @@ async fn check_secrets(
 }
 
 /// Whether the Deployment is available and, if not, why (pods' waiting reasons first).
+/// A filter pattern the adapter could not parse, as a problem naming the
+/// pattern and the path of its bad operator: the API server checks only each
+/// pattern's type, so this keeps a source with a bad one from being deployed
+/// into an adapter that would exit at start.
+fn check_filter_patterns(source: &AWSDynamoDBSource) -> Option<Problem> {
+    let patterns = source.spec.filter.as_ref()?.patterns.as_ref()?;
+    FilterPatterns::parse(patterns).err().map(|e| {
+        Problem::new(
+            "InvalidFilterPattern",
+            format!("spec.filter.patterns[{}]: {}", e.index, Report(&e)),
+        )
+    })
+}
+
 async fn observe(
     client: &Client,
     source: &AWSDynamoDBSource,
@@ -281,13 +295,15 @@ pub(crate) async fn reconcile(
         None => Ok(None),
     };
     let secrets = check_secrets(client, &source, &namespace).await?;
+    let patterns = check_filter_patterns(&source);
 
-    let adapter = match (&table_source, &sink, &dead_letter, secrets) {
+    let adapter = match (&table_source, &sink, &dead_letter, secrets, patterns) {
         (Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
-        (_, _, _, Some(problem)) => AdapterObservation::NotDeployed(problem),
+        (_, _, _, _, Some(problem)) => AdapterObservation::NotDeployed(problem),
+        (_, _, _, Some(problem), _) => AdapterObservation::NotDeployed(problem),
         (_, Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
-        (_, _, Err(problem), _) => AdapterObservation::NotDeployed(problem.clone()),
-        (Ok(_), Ok(sink_url), Ok(dls), None) => {
+        (_, _, Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
+        (Ok(_), Ok(sink_url), Ok(dls), None, None) => {
             let resolved = Resolved {
                 image: ctx.adapter_image.clone(),
                 sink: sink_url.clone(),

@@ -141,6 +141,14 @@ pub(crate) fn envelope<'a, I: Serialize>(
     }
 }
 
+/// The record as a JSON value, as [`render`] writes it: what filter patterns look at.
+pub fn to_value(
+    record: &StreamRecord,
+    stream: &StreamArn,
+) -> Result<serde_json::Value, FormatError> {
+    serde_json::to_value(envelope(record, stream, TypedItem)).map_err(FormatError::Json)
+}
+
 pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, FormatError> {
     serde_json::to_vec(&envelope(record, stream, TypedItem)).map_err(FormatError::Json)
 }
