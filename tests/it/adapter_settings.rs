@@ -62,6 +62,7 @@ fn each_bad_setting_exits_2_with_one_line_naming_it() {
         (&[("LOG_FORMAT", "yaml")], "LOG_FORMAT"),
         (&[("K_CA_CERTS", "not pem")], "K_CA_CERTS"),
         (&[("CHECKPOINT_INTERVAL", "1s")], "CHECKPOINT_INTERVAL"),
+        (&[("SUMMARY_INTERVAL", "PT0S")], "SUMMARY_INTERVAL"),
     ];
     for (overrides, setting) in cases {
         let mut env: Vec<(&str, &str)> = base
@@ -121,6 +122,7 @@ fn help_documents_every_setting() {
         "CHECKPOINT_NAMESPACE",
         "SOURCE_NAME",
         "SOURCE_NAMESPACE",
+        "SUMMARY_INTERVAL",
     ] {
         assert!(
             help.contains(&format!("env: {name}")),

@@ -171,8 +171,22 @@ async fn a_source_becomes_an_available_adapter_and_a_ready_status() {
             status
                 .conditions
                 .iter()
-                .all(|c| c.status == ConditionStatus::True)
+                .filter(|c| c.kind != "KeepingUp")
+                .all(|c| c.status == ConditionStatus::True),
+            "{:?}",
+            status.conditions
         );
+        // No adapter process runs on this node: no summary, no lag.
+        let keeping_up = status
+            .conditions
+            .iter()
+            .find(|c| c.kind == "KeepingUp")
+            .expect("a KeepingUp condition once deployed");
+        assert_eq!(
+            (keeping_up.status, keeping_up.reason.as_deref()),
+            (ConditionStatus::Unknown, Some("NoSummary"))
+        );
+        assert_eq!(status.lag, None);
     }
 
     // A change to the source rolls the Deployment and is observed.
@@ -551,6 +565,116 @@ async fn filter_patterns_reach_the_adapter_and_a_bad_operator_is_reported_with_i
         },
     )
     .await;
+}
+
+/// Writes `summary` into the source's checkpoint ConfigMap, as the adapter does.
+async fn write_summary(rig: &Rig, source: &str, summary: serde_json::Value) {
+    let name = format!("awsdynamodbsource-{source}-checkpoint");
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": rig.ns},
+        "data": {"summary.json": summary.to_string()},
+    });
+    let object: ConfigMap = serde_json::from_value(manifest).expect("a ConfigMap");
+    rig.api::<ConfigMap>()
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("summary-test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write the summary of {source}: {e}"));
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+/// Waits until the source's KeepingUp condition has this status and reason.
+async fn wait_keeping_up(
+    rig: &Rig,
+    name: &str,
+    status: ConditionStatus,
+    reason: &str,
+) -> AWSDynamoDBSource {
+    eventually(
+        &format!("{name} KeepingUp={status:?} ({reason})"),
+        DEADLINE,
+        async || {
+            let source = rig.sources().get(name).await.ok()?;
+            let condition = source
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.kind == "KeepingUp")?
+                .clone();
+            (condition.status == status && condition.reason.as_deref() == Some(reason))
+                .then_some(source)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lag_and_keeping_up_follow_the_summary_next_to_the_checkpoint() {
+    let rig = rig("lag").await;
+    // Before the source exists, so the first reconcile already reads it.
+    write_summary(
+        &rig,
+        "lag",
+        json!({"updatedAt": unix_now(), "iteratorAgeSeconds": 200.4, "recordsDelivered": 10, "shardsRead": 3}),
+    )
+    .await;
+    rig.apply_source(
+        "lag",
+        json!({"arn": ARN, "sink": {"uri": "http://x.example/"}}),
+    )
+    .await;
+    let source = wait_keeping_up(&rig, "lag", ConditionStatus::True, "CaughtUp").await;
+    let status = source.status.expect("a status");
+    assert_eq!(status.lag.as_deref(), Some("3m20s"));
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "KeepingUp")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("3 shards read"), "{message}");
+
+    // The sink fails for two minutes: the next reconcile (here: a label on
+    // the source; otherwise within a minute) reports it.
+    let now = unix_now();
+    write_summary(
+        &rig,
+        "lag",
+        json!({"updatedAt": now, "iteratorAgeSeconds": 130, "sinkFailingSince": now - 120}),
+    )
+    .await;
+    rig.sources()
+        .patch(
+            "lag",
+            &kube::api::PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"nudge": "1"}}})),
+        )
+        .await
+        .expect("label the source");
+    let source = wait_keeping_up(&rig, "lag", ConditionStatus::False, "SinkFailing").await;
+    let status = source.status.expect("a status");
+    assert_eq!(status.lag.as_deref(), Some("2m10s"));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Ready")
+        .expect("Ready");
+    assert_ne!(
+        ready.reason.as_deref(),
+        Some("SinkFailing"),
+        "keeping up is reported beside Ready, not in it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod adapter_moto;
 mod adapter_record_age;
 mod adapter_settings;
 mod adapter_stream_faults;
+mod adapter_summary;
 mod adapter_tls;
 mod chart;
 mod checkpoint_configmap;

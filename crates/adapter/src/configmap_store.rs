@@ -1,13 +1,15 @@
 //! The in-cluster checkpoint store: one ConfigMap per source, created and owned
 //! by the controller, with the checkpoint document under the data key
-//! [`DATA_KEY`].
+//! [`DATA_KEY`] and the adapter's summary for the controller under
+//! [`SUMMARY_KEY`] (a key of its own: the checkpoint's format refuses
+//! unknown fields, and older adapters read only their key).
 //!
 //! The adapter never creates, lists or deletes the ConfigMap: its Role grants
 //! only `get`, `update` and `patch` on that one name (`resourceNames`). It reads
 //! the object with GET and writes it with PUT (replace) carrying the
 //! `resourceVersion` it last saw, so a write based on a stale read is refused
 //! (409 Conflict) instead of silently undoing someone else's change. Only the
-//! [`DATA_KEY`] entry is changed by a save: the object's other data keys,
+//! entry being saved is changed by a save: the object's other data keys,
 //! labels, annotations and owner references are written back as they were read.
 //! The controller must therefore not apply a value for [`DATA_KEY`] itself
 //! (with server-side apply it owns only the fields it sets, so it does not).
@@ -31,6 +33,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use dynamodb_source_api::summary::{SUMMARY_KEY, StreamSummary};
 use dynamodb_source_stream::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -213,6 +216,24 @@ impl CheckpointStore for ConfigMapCheckpointStore {
     /// `resourceVersion`, with only [`DATA_KEY`] changed. A 409 re-reads the
     /// object and returns [`CheckpointError::Conflict`]; the next save succeeds.
     async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let document = String::from_utf8_lossy(&checkpoint::encode(checkpoint)).into_owned();
+        self.put_key(DATA_KEY, document).await
+    }
+
+    /// The same for [`SUMMARY_KEY`], which the controller reads.
+    async fn save_summary(&self, summary: &StreamSummary) -> Result<(), CheckpointError> {
+        let document = serde_json::to_string(summary).map_err(|e| CheckpointError::Backend {
+            location: self.location(),
+            reason: format!("encoding the summary: {e}"),
+        })?;
+        self.put_key(SUMMARY_KEY, document).await
+    }
+}
+
+impl ConfigMapCheckpointStore {
+    /// Replaces the ConfigMap with `key` set to `document` and everything else
+    /// as last read or written (see the module documentation on conflicts).
+    async fn put_key(&self, key: &str, document: String) -> Result<(), CheckpointError> {
         let mut last = self.last.lock().await;
         let base = match last.as_ref() {
             Some(object) => object.clone(),
@@ -227,11 +248,10 @@ impl CheckpointStore for ConfigMapCheckpointStore {
         // Left out, the server keeps the stored managedFields and records our
         // change under FIELD_MANAGER.
         object.metadata.managed_fields = None;
-        let document = String::from_utf8_lossy(&checkpoint::encode(checkpoint)).into_owned();
         object
             .data
             .get_or_insert_with(BTreeMap::new)
-            .insert(DATA_KEY.to_owned(), document);
+            .insert(key.to_owned(), document);
         let params = PostParams {
             dry_run: false,
             field_manager: Some(FIELD_MANAGER.to_owned()),

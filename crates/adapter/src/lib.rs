@@ -16,6 +16,7 @@ mod sdk_config;
 mod settings;
 mod shard_task;
 mod source_events;
+mod summary;
 mod supervisor;
 mod window;
 

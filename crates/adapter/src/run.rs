@@ -127,6 +127,14 @@ pub async fn run(
     } else {
         info!(checkpoint = %store.location(), position = %config.starting_position, "no checkpoint: first start");
     }
+    let summary_stop = CancellationToken::new();
+    let summary = tokio::spawn(crate::summary::write_loop(
+        store.clone(),
+        stream_metrics.clone(),
+        delivery_metrics.clone(),
+        config.summary_interval,
+        summary_stop.clone(),
+    ));
     let progress = Arc::new(Progress::new(
         store,
         loaded,
@@ -233,6 +241,8 @@ pub async fn run(
     drop(reading);
     writer_stop.cancel();
     let _ = writer.await;
+    summary_stop.cancel();
+    let _ = summary.await;
     let mut flushed = progress.flush().await;
     if let Err(CheckpointError::Conflict { .. }) = &flushed {
         // The store re-read the object after the conflict; with a single writer

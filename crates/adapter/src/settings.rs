@@ -142,6 +142,9 @@ pub struct RawSettings {
     /// ISO-8601 shortest time between two checkpoint saves; a crash repeats at most what was acknowledged since the last one [default: PT1S].
     #[arg(long, env = env::CHECKPOINT_INTERVAL, hide_env_values = true)]
     pub checkpoint_interval: Option<String>,
+    /// ISO-8601 time between two saves of the summary of how the adapter keeps up (iterator age, deliveries), which the controller shows as status.lag [default: PT30S].
+    #[arg(long, env = env::SUMMARY_INTERVAL, hide_env_values = true)]
+    pub summary_interval: Option<String>,
 }
 
 /// How log lines are written; both roles read it from `LOG_FORMAT`.
@@ -211,6 +214,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The shortest time between two checkpoint saves: what a crash may repeat.
     pub checkpoint_interval: Duration,
+    /// The time between two saves of the summary the controller reads.
+    pub summary_interval: Duration,
     /// The most records one GetRecords call returns (1 to 1000); by default
     /// a share of [`dynamodb_source_stream::read_size::DEFAULT_BUDGET`].
     pub records_per_read: Option<u16>,
@@ -506,6 +511,13 @@ impl Config {
             .map(|v| duration(env::CHECKPOINT_INTERVAL, v))
             .transpose()?
             .unwrap_or(Duration::from_secs(1));
+        let summary_interval = present(&raw.summary_interval)
+            .map(|v| duration(env::SUMMARY_INTERVAL, v))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(30));
+        if summary_interval.is_zero() {
+            return Err(invalid(env::SUMMARY_INTERVAL, "must be longer than zero"));
+        }
         Ok(Config {
             sink,
             arn,
@@ -528,6 +540,7 @@ impl Config {
             idle_poll_max,
             shutdown_timeout,
             checkpoint_interval,
+            summary_interval,
             records_per_read,
             source: source_object(raw)?,
             discovery_interval: Duration::from_secs(10),

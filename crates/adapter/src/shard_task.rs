@@ -21,7 +21,7 @@ use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
 use dynamodb_source_delivery::{
     Connections, Deliverer, EventError, EventFactory, Outcome, Pacing, Prepared,
 };
-use dynamodb_source_stream::metrics::{ShardLabels, StreamMetrics};
+use dynamodb_source_stream::metrics::StreamMetrics;
 use dynamodb_source_stream::reader::{self, Batch, ShardGone, ShardReader};
 use dynamodb_source_stream::{
     Held, MalformedRecord, RecordsHeld, SequenceNumber, ShardId, StreamRecord,
@@ -233,6 +233,7 @@ impl ShardTask {
             cancel,
         } = self;
         let shard = reader.shard().clone();
+        let shard_name = shard.to_string();
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
         let (spent, returned) = mpsc::unbounded_channel();
         // Reading runs on the reading thread in this task's span (shard, stream).
@@ -262,6 +263,7 @@ impl ShardTask {
         };
         let exit = delivery.run(&mut ready).await;
         shared.stream_metrics.shards_read.dec();
+        shared.stream_metrics.forget_iterator_age(&shard_name);
         exit
     }
 }
@@ -323,11 +325,7 @@ async fn read_ahead(
         if empty {
             shared
                 .stream_metrics
-                .iterator_age_seconds
-                .get_or_create(&ShardLabels {
-                    shard: reader.shard().to_string(),
-                })
-                .set(0.0);
+                .set_iterator_age(&reader.shard().to_string(), 0.0);
             tokio::select! {
                 _ = tokio::time::sleep(idle.next_wait()) => {}
                 _ = cancel.cancelled() => return,
@@ -382,11 +380,7 @@ impl Delivery {
             .unwrap_or_default();
         self.shared
             .stream_metrics
-            .iterator_age_seconds
-            .get_or_create(&ShardLabels {
-                shard: self.shard.to_string(),
-            })
-            .set((now - created).max(0.0));
+            .set_iterator_age(&self.shard.to_string(), (now - created).max(0.0));
     }
 
     async fn run(&mut self, ready: &mut mpsc::Receiver<Result<Ready, ShardGone>>) -> ShardExit {

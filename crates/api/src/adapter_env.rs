@@ -92,6 +92,9 @@ pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 /// ISO-8601 shortest time between two checkpoint saves; a crash repeats at most what was acknowledged since the last one [default: PT1S].
 pub const CHECKPOINT_INTERVAL: &str = "CHECKPOINT_INTERVAL";
 
+/// ISO-8601 time between two saves of the summary of how the adapter keeps up (iterator age, deliveries), which the controller shows as status.lag [default: PT30S].
+pub const SUMMARY_INTERVAL: &str = "SUMMARY_INTERVAL";
+
 /// Read by the AWS SDK's standard credential chain, not by the adapter's
 /// settings: the controller sets them from `auth.credentials`.
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";

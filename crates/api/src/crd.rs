@@ -96,7 +96,8 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Ready", "Reason", "Sink", "Age"]);
+        // TriggerMesh's columns in their order, and how far behind the stream it is.
+        assert_eq!(columns, ["Ready", "Reason", "Sink", "Lag", "Age"]);
         assert!(
             version
                 .subresources

@@ -16,6 +16,7 @@ mod filter_pattern;
 mod options;
 mod report;
 pub mod secret_url;
+pub mod summary;
 
 pub use arn::{ArnError, Partition, SourceArn, StreamArn, TableArn, TableName};
 pub use filter_pattern::{FilterPatterns, Pattern, PatternError, Problem as PatternProblem};

@@ -45,6 +45,7 @@ const ISO8601_DURATION_PATTERN: &str =
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].reason"}"#,
     printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#,
+    printcolumn = r#"{"name":"Lag","type":"string","description":"How far behind the stream the source is","jsonPath":".status.lag"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -446,13 +447,19 @@ pub struct AWSDynamoDBSourceStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, SinkProvided and Deployed; Ready is true only when the others are.
+    /// Ready, SinkProvided and Deployed; Ready is true only when the others are. KeepingUp says
+    /// whether the adapter keeps up with the stream (reasons Throttled, TrimmedData, SinkFailing,
+    /// FallingBehind); it does not change Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// URI of the sink where events are currently sent to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "uri"))]
     pub sink_uri: Option<String>,
+    /// How far behind the stream the source is, such as 0s or 3m20s: the age of the newest record
+    /// read from the shard that is furthest behind, as the adapter last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
     /// The CloudEvent attributes of the events this source emits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,

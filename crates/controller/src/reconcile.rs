@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
+use dynamodb_source_api::summary::{SUMMARY_KEY, StreamSummary};
 use dynamodb_source_api::{FilterPatterns, SourceArn};
 use dynamodb_source_api::{Report, secret_url};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
@@ -69,9 +70,12 @@ pub(crate) struct Context {
 /// How soon a source is looked at again: soon while it waits for something
 /// the controller does not watch (a Secret, a sink), rarely otherwise.
 const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
-const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// A deployed source is looked at again this often even when nothing it
+/// watches changed, so that `status.lag` and `KeepingUp` follow the adapter's
+/// summary (written every 30 s by default) within a minute.
+const REQUEUE_READY: Duration = Duration::from_secs(60);
 
-async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), Error>
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -84,7 +88,6 @@ where
         &Patch::Apply(object),
     )
     .await
-    .map(|_| ())
     .map_err(|error| Error::Apply {
         kind: std::any::type_name::<K>()
             .rsplit("::")
@@ -239,7 +242,7 @@ async fn apply_objects(
     source: &AWSDynamoDBSource,
     namespace: &str,
     resolved: &Resolved,
-) -> Result<(), Error> {
+) -> Result<ConfigMap, Error> {
     let client = &ctx.client;
     if let Some(secret) = builders::credentials_secret(source, resolved) {
         apply::<Secret>(client, namespace, &secret).await?;
@@ -247,10 +250,22 @@ async fn apply_objects(
     if let Some(account) = builders::service_account(source) {
         apply::<ServiceAccount>(client, namespace, &account).await?;
     }
-    apply::<ConfigMap>(client, namespace, &builders::checkpoint(source)).await?;
+    let checkpoint = apply::<ConfigMap>(client, namespace, &builders::checkpoint(source)).await?;
     apply::<Role>(client, namespace, &builders::role(source)).await?;
     apply::<RoleBinding>(client, namespace, &builders::role_binding(source)).await?;
-    apply::<Deployment>(client, namespace, &builders::deployment(source, resolved)).await
+    apply::<Deployment>(client, namespace, &builders::deployment(source, resolved)).await?;
+    Ok(checkpoint)
+}
+
+/// The adapter's summary in its checkpoint object (as the apply returned it,
+/// so reading it costs no request); one that cannot be read counts as none.
+fn summary_of(checkpoint: &ConfigMap) -> Option<StreamSummary> {
+    let text = checkpoint.data.as_ref()?.get(SUMMARY_KEY)?;
+    serde_json::from_str(text)
+        .inspect_err(
+            |e| warn!(error = %e, "the adapter's summary is not readable; lag is not shown"),
+        )
+        .ok()
 }
 
 fn now() -> String {
@@ -297,6 +312,7 @@ pub(crate) async fn reconcile(
     let secrets = check_secrets(client, &source, &namespace).await?;
     let patterns = check_filter_patterns(&source);
 
+    let mut summary = None;
     let adapter = match (&table_source, &sink, &dead_letter, secrets, patterns) {
         (Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
         (_, _, _, _, Some(problem)) => AdapterObservation::NotDeployed(problem),
@@ -309,7 +325,8 @@ pub(crate) async fn reconcile(
                 sink: sink_url.clone(),
                 dead_letter_sink: dls.clone(),
             };
-            apply_objects(&ctx, &source, &namespace, &resolved).await?;
+            let checkpoint = apply_objects(&ctx, &source, &namespace, &resolved).await?;
+            summary = summary_of(&checkpoint);
             observe(client, &source, &namespace).await?
         }
     };
@@ -324,6 +341,8 @@ pub(crate) async fn reconcile(
             Err(problem) => SinkObservation::Failed(problem.clone()),
         },
         adapter,
+        summary,
+        now: chrono::Utc::now().timestamp(),
     };
     let previous = source.status.as_ref();
     let status = status::compute(&observations, previous, &now());

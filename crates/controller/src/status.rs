@@ -5,10 +5,15 @@ use dynamodb_source_api::EVENT_TYPE;
 use dynamodb_source_api::resource::{
     AWSDynamoDBSourceStatus, CeAttribute, Condition, ConditionStatus, Severity,
 };
+use dynamodb_source_api::summary::{
+    self, FALLING_BEHIND_FOR_SECONDS, SINK_FAILING_FOR_SECONDS, STALE_AFTER_SECONDS, StreamSummary,
+    TRIMMED_REPORTED_FOR_SECONDS,
+};
 
 pub(crate) const READY: &str = "Ready";
 pub(crate) const SINK_PROVIDED: &str = "SinkProvided";
 pub(crate) const DEPLOYED: &str = "Deployed";
+pub(crate) const KEEPING_UP: &str = "KeepingUp";
 
 /// A reason and message for a condition that is not true.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +53,94 @@ pub(crate) enum AdapterObservation {
 }
 
 /// Everything status depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Observations {
     pub generation: Option<i64>,
     pub source: String,
     pub sink: SinkObservation,
     pub adapter: AdapterObservation,
+    /// The adapter's summary from its checkpoint object, if it wrote one.
+    pub summary: Option<StreamSummary>,
+    /// Now, in Unix seconds, to judge the summary's age by.
+    pub now: i64,
+}
+
+/// Whether the adapter keeps up, from its summary: the first of these that
+/// holds is the reason it does not (data lost first, then the sink, then the
+/// stream). Throttling alone is no problem: it is reported when the source is
+/// also behind, as the likely cause.
+fn keeping_up(summary: Option<&StreamSummary>, now: i64) -> Condition {
+    let unknown = |reason: &str, message: String| Condition {
+        kind: KEEPING_UP.to_owned(),
+        status: ConditionStatus::Unknown,
+        severity: Some(Severity::Info),
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        last_transition_time: None,
+    };
+    let Some(s) = summary else {
+        return unknown(
+            "NoSummary",
+            "the adapter has not reported its progress yet".to_owned(),
+        );
+    };
+    let age = now - s.updated_at;
+    if age > STALE_AFTER_SECONDS {
+        return unknown(
+            "SummaryStale",
+            format!(
+                "the adapter last reported its progress {} ago",
+                summary::short_duration(age as f64)
+            ),
+        );
+    }
+    let lag = summary::short_duration(s.iterator_age_seconds);
+    let held_for = |since: Option<i64>, at_least: i64| since.is_some_and(|t| now - t >= at_least);
+    let recent = |at: Option<i64>, within: i64| at.is_some_and(|t| now - t <= within);
+    let falling_behind = held_for(s.behind_since, FALLING_BEHIND_FOR_SECONDS);
+    let problem = if recent(s.last_trimmed_at, TRIMMED_REPORTED_FOR_SECONDS) {
+        Some(Problem::new(
+            "TrimmedData",
+            "records were trimmed from the stream (older than 24 hours) before they were read, and are lost",
+        ))
+    } else if held_for(s.sink_failing_since, SINK_FAILING_FOR_SECONDS) {
+        Some(Problem::new(
+            "SinkFailing",
+            format!(
+                "the sink has acknowledged no event for {} while events wait; lag {lag}",
+                summary::short_duration(s.sink_failing_since.map_or(0, |since| now - since) as f64)
+            ),
+        ))
+    } else if falling_behind && recent(s.last_throttled_at, FALLING_BEHIND_FOR_SECONDS) {
+        Some(Problem::new(
+            "Throttled",
+            format!(
+                "reading the stream is throttled and the source is {lag} behind (GetRecords is limited per shard)"
+            ),
+        ))
+    } else if falling_behind {
+        Some(Problem::new(
+            "FallingBehind",
+            format!(
+                "the source has been more than {} behind the stream for {}; lag {lag}",
+                summary::short_duration(summary::BEHIND_LAG_SECONDS),
+                summary::short_duration(s.behind_since.map_or(0, |since| now - since) as f64)
+            ),
+        ))
+    } else {
+        None
+    };
+    let outcome = match &problem {
+        None => Ok((
+            "CaughtUp",
+            format!(
+                "lag {lag}, {} shards read, {} records delivered and {} dead-lettered since the adapter started",
+                s.shards_read, s.records_delivered, s.dead_lettered
+            ),
+        )),
+        Some(problem) => Err(problem),
+    };
+    condition(KEEPING_UP, outcome, Severity::Warning)
 }
 
 fn condition(
@@ -129,7 +216,14 @@ pub(crate) fn compute(
         (Ok(_), Ok(_)) => Ok(("Ready", "the source delivers events".to_owned())),
         (Err(problem), _) | (_, Err(problem)) => Err(*problem),
     };
-    let conditions = vec![
+    // Only a deployed adapter keeps up or not; an undeployed source has no lag.
+    let deployed_now = matches!(observed.adapter, AdapterObservation::Deployed { .. });
+    let lag = observed
+        .summary
+        .as_ref()
+        .filter(|s| deployed_now && observed.now - s.updated_at <= STALE_AFTER_SECONDS)
+        .map(|s| summary::short_duration(s.iterator_age_seconds));
+    let mut conditions = vec![
         stamp(condition(READY, ready, Severity::Error), previous, now),
         stamp(
             condition(SINK_PROVIDED, sink.clone(), Severity::Error),
@@ -142,6 +236,13 @@ pub(crate) fn compute(
             now,
         ),
     ];
+    if deployed_now {
+        conditions.push(stamp(
+            keeping_up(observed.summary.as_ref(), observed.now),
+            previous,
+            now,
+        ));
+    }
     AWSDynamoDBSourceStatus {
         observed_generation: observed.generation,
         conditions,
@@ -149,6 +250,7 @@ pub(crate) fn compute(
             SinkObservation::Resolved(uri) => Some(uri.clone()),
             SinkObservation::Failed(_) => None,
         },
+        lag,
         ce_attributes: vec![CeAttribute {
             kind: EVENT_TYPE.to_owned(),
             source: observed.source.clone(),
@@ -171,6 +273,8 @@ mod tests {
             source: "arn:aws:dynamodb:us-west-2:123456789012:table/orders".to_owned(),
             sink,
             adapter,
+            summary: None,
+            now: 1_700_000_000,
         }
     }
 
@@ -292,5 +396,178 @@ mod tests {
             get(&after, DEPLOYED).last_transition_time.as_deref(),
             Some("2024-01-01T00:00:00Z")
         );
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn fresh() -> StreamSummary {
+        StreamSummary {
+            updated_at: NOW - 10,
+            iterator_age_seconds: 2.0,
+            records_delivered: 40,
+            shards_read: 2,
+            ..StreamSummary::default()
+        }
+    }
+
+    fn keeping_up_of(summary: Option<StreamSummary>) -> (ConditionStatus, String, Option<String>) {
+        let mut observations = observed(
+            SinkObservation::Resolved("http://sink.default.svc.cluster.local".into()),
+            AdapterObservation::Deployed {
+                available: true,
+                waiting: None,
+            },
+        );
+        observations.summary = summary;
+        observations.now = NOW;
+        let status = compute(&observations, None, "2024-01-01T00:00:00Z");
+        let condition = get(&status, KEEPING_UP);
+        assert_eq!(
+            get(&status, READY).status,
+            ConditionStatus::True,
+            "KeepingUp does not change Ready"
+        );
+        (
+            condition.status,
+            condition.reason.clone().unwrap_or_default(),
+            status.lag,
+        )
+    }
+
+    #[test]
+    fn keeping_up_reasons_in_order_of_what_they_cost() {
+        let cases = [
+            (
+                "no summary yet",
+                None,
+                ConditionStatus::Unknown,
+                "NoSummary",
+                None,
+            ),
+            (
+                "a stale summary",
+                Some(StreamSummary {
+                    updated_at: NOW - 600,
+                    ..fresh()
+                }),
+                ConditionStatus::Unknown,
+                "SummaryStale",
+                None,
+            ),
+            (
+                "caught up",
+                Some(fresh()),
+                ConditionStatus::True,
+                "CaughtUp",
+                Some("2s"),
+            ),
+            (
+                "throttled once while caught up",
+                Some(StreamSummary {
+                    last_throttled_at: Some(NOW - 20),
+                    ..fresh()
+                }),
+                ConditionStatus::True,
+                "CaughtUp",
+                Some("2s"),
+            ),
+            (
+                "behind, but not for long",
+                Some(StreamSummary {
+                    iterator_age_seconds: 900.0,
+                    behind_since: Some(NOW - 120),
+                    ..fresh()
+                }),
+                ConditionStatus::True,
+                "CaughtUp",
+                Some("15m0s"),
+            ),
+            (
+                "behind for minutes",
+                Some(StreamSummary {
+                    iterator_age_seconds: 900.0,
+                    behind_since: Some(NOW - 400),
+                    ..fresh()
+                }),
+                ConditionStatus::False,
+                "FallingBehind",
+                Some("15m0s"),
+            ),
+            (
+                "behind for minutes, and throttled",
+                Some(StreamSummary {
+                    iterator_age_seconds: 900.0,
+                    behind_since: Some(NOW - 400),
+                    last_throttled_at: Some(NOW - 30),
+                    ..fresh()
+                }),
+                ConditionStatus::False,
+                "Throttled",
+                Some("15m0s"),
+            ),
+            (
+                "the sink failing for a minute, and behind",
+                Some(StreamSummary {
+                    iterator_age_seconds: 900.0,
+                    behind_since: Some(NOW - 400),
+                    sink_failing_since: Some(NOW - 90),
+                    ..fresh()
+                }),
+                ConditionStatus::False,
+                "SinkFailing",
+                Some("15m0s"),
+            ),
+            (
+                "the sink failing for seconds only",
+                Some(StreamSummary {
+                    sink_failing_since: Some(NOW - 20),
+                    ..fresh()
+                }),
+                ConditionStatus::True,
+                "CaughtUp",
+                Some("2s"),
+            ),
+            (
+                "trimmed data, whatever else",
+                Some(StreamSummary {
+                    last_trimmed_at: Some(NOW - 1800),
+                    sink_failing_since: Some(NOW - 90),
+                    ..fresh()
+                }),
+                ConditionStatus::False,
+                "TrimmedData",
+                Some("2s"),
+            ),
+            (
+                "trimmed long ago",
+                Some(StreamSummary {
+                    last_trimmed_at: Some(NOW - 7200),
+                    ..fresh()
+                }),
+                ConditionStatus::True,
+                "CaughtUp",
+                Some("2s"),
+            ),
+        ];
+        for (what, summary, status, reason, lag) in cases {
+            assert_eq!(
+                keeping_up_of(summary),
+                (status, reason.to_owned(), lag.map(str::to_owned)),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undeployed_source_has_no_lag_and_no_keeping_up() {
+        let mut observations = observed(
+            SinkObservation::Resolved("http://sink.default.svc.cluster.local".into()),
+            AdapterObservation::NotDeployed(Problem::new("InvalidARN", "spec.arn: bad")),
+        );
+        observations.summary = Some(fresh());
+        observations.now = NOW;
+        let status = compute(&observations, None, "2024-01-01T00:00:00Z");
+        assert!(status.conditions.iter().all(|c| c.kind != KEEPING_UP));
+        assert_eq!(status.lag, None);
     }
 }

@@ -171,6 +171,15 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Replaces the saved progress; either the whole document is stored or none of it.
     async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+
+    /// Stores the summary of how the adapter keeps up, where the controller
+    /// reads it. Stores nobody reads it from (a file) keep nothing.
+    async fn save_summary(
+        &self,
+        _summary: &dynamodb_source_api::summary::StreamSummary,
+    ) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// Parses a stored document, with errors that name the store.

@@ -1,7 +1,9 @@
 //! What the stream side counts: API calls by outcome, records read, trimmed
 //! data, and how far behind each shard's reading is.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -63,6 +65,9 @@ pub struct StreamMetrics {
     pub iterator_age_seconds: Family<ShardLabels, Gauge<f64, AtomicU64>>,
     /// Shards with a task reading them now.
     pub shards_read: Gauge,
+    /// The iterator age of each shard being read, for the largest of them
+    /// (a metric family cannot be read back as a whole).
+    ages: Arc<Mutex<BTreeMap<String, f64>>>,
 }
 
 impl StreamMetrics {
@@ -92,6 +97,31 @@ impl StreamMetrics {
             "Shards being read now (every shard the lineage allows)",
             self.shards_read.clone(),
         );
+    }
+
+    fn ages(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, f64>> {
+        // Each update is one assignment: a poisoned map is still whole.
+        self.ages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a shard's iterator age (the metric and the largest-age view).
+    pub fn set_iterator_age(&self, shard: &str, seconds: f64) {
+        self.iterator_age_seconds
+            .get_or_create(&ShardLabels {
+                shard: shard.to_owned(),
+            })
+            .set(seconds);
+        self.ages().insert(shard.to_owned(), seconds);
+    }
+
+    /// A shard no longer read no longer counts towards the largest age.
+    pub fn forget_iterator_age(&self, shard: &str) {
+        self.ages().remove(shard);
+    }
+
+    /// The largest iterator age of the shards being read (0 with none).
+    pub fn max_iterator_age(&self) -> f64 {
+        self.ages().values().copied().fold(0.0, f64::max)
     }
 
     pub fn call(&self, result: CallResult) {
