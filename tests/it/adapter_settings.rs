@@ -123,6 +123,8 @@ fn help_documents_every_setting() {
         "SOURCE_NAME",
         "SOURCE_NAMESPACE",
         "SUMMARY_INTERVAL",
+        "REPLAY_FROM",
+        "REPLAY_TOKEN",
     ] {
         assert!(
             help.contains(&format!("env: {name}")),

@@ -678,6 +678,43 @@ async fn status_lag_and_keeping_up_follow_the_summary_next_to_the_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reaches_the_adapter_and_the_last_one_applied_is_reported() {
+    let rig = rig("replay").await;
+    write_summary(
+        &rig,
+        "replay",
+        json!({
+            "updatedAt": unix_now(), "iteratorAgeSeconds": 0,
+            "lastReplay": {"token": "fix-1", "from": "2024-05-01T12:00:00Z", "appliedAt": 1_714_600_000},
+        }),
+    )
+    .await;
+    rig.apply_source(
+        "replay",
+        json!({"arn": ARN, "sink": {"uri": "http://x.example/"}, "replay": {"from": "2024-05-01T12:00:00Z", "token": "fix-1"}}),
+    )
+    .await;
+    let deployment = rig.deployment("replay").await;
+    assert_eq!(
+        env(&deployment, "REPLAY_FROM").as_deref(),
+        Some("2024-05-01T12:00:00Z")
+    );
+    assert_eq!(env(&deployment, "REPLAY_TOKEN").as_deref(), Some("fix-1"));
+    let reported = eventually("status.lastReplay", DEADLINE, async || {
+        rig.sources().get("replay").await.ok()?.status?.last_replay
+    })
+    .await;
+    assert_eq!(
+        (
+            reported.token.as_str(),
+            reported.from.as_str(),
+            reported.applied_at.as_str()
+        ),
+        ("fix-1", "2024-05-01T12:00:00Z", "2024-05-01T21:46:40Z")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapter_role_reaches_its_own_checkpoint_and_no_other() {
     let rig = rig("checkpoint-rbac").await;
     for name in ["a", "b"] {

@@ -857,6 +857,29 @@ rejected! {
         [ARN, SINK, "delivery: {parallelism: 1001}"],
         ["spec.delivery.parallelism", "less than or equal to 1000"];
     }
+    a_replay_from_other_than_trim_horizon_or_a_utc_time_is_rejected_at_spec_replay_from {
+        "replay-date-only",
+        [ARN, SINK, "replay: {from: '2024-05-01', token: fix-1}"],
+        ["spec.replay.from", "TRIM_HORIZON or an RFC 3339 time in UTC"];
+        "replay-offset",
+        [ARN, SINK, "replay: {from: '2024-05-01T14:00:00+02:00', token: fix-1}"],
+        ["spec.replay.from", "TRIM_HORIZON or an RFC 3339 time in UTC"];
+        "replay-no-such-day",
+        [ARN, SINK, "replay: {from: '2024-02-30T00:00:00Z', token: fix-1}"],
+        // The rule fails to evaluate (no such day): reported at spec.replay.
+        ["spec.replay", "replay.from is TRIM_HORIZON or an RFC 3339 time in UTC"];
+        "replay-latest",
+        [ARN, SINK, "replay: {from: LATEST, token: fix-1}"],
+        ["spec.replay.from"];
+    }
+    a_replay_without_a_token_is_rejected_at_spec_replay {
+        "replay-no-token",
+        [ARN, SINK, "replay: {from: TRIM_HORIZON}"],
+        ["spec.replay.token", "Required"];
+        "replay-empty-token",
+        [ARN, SINK, "replay: {from: TRIM_HORIZON, token: ''}"],
+        ["spec.replay.token"];
+    }
     more_than_ten_filter_patterns_are_rejected_at_spec_filter_patterns {
         "eleven-patterns",
         [ARN, SINK, "filter: {patterns: ['{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}']}"],
@@ -932,6 +955,29 @@ async fn filter_patterns_as_objects_and_as_strings_are_stored_unchanged() {
         Value::Null,
         "a null in a pattern is kept, not pruned"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_trim_horizon_or_a_utc_time_is_stored_unchanged() {
+    let (_, client, namespace) = setup("replay").await;
+    for (name, from) in [
+        ("replay-trim-horizon", "TRIM_HORIZON"),
+        ("replay-time", "'2024-05-01T12:00:00Z'"),
+        ("replay-millis", "'2024-05-01T12:00:00.250Z'"),
+    ] {
+        let manifest = source_manifest(
+            name,
+            &spec(&[
+                ARN,
+                SINK,
+                &format!("replay: {{from: {from}, token: ticket-1234}}"),
+            ]),
+        );
+        let live = apply_manifest(&client, &manifest, &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("{name} was refused: {e}"));
+        assert_stored_unchanged(&manifest, &live, name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod adapter_discovery_faults;
 mod adapter_filter_patterns;
 mod adapter_moto;
 mod adapter_record_age;
+mod adapter_replay;
 mod adapter_settings;
 mod adapter_stream_faults;
 mod adapter_summary;

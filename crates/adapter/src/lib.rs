@@ -22,4 +22,4 @@ mod window;
 
 pub use configmap_store::{ConfigMapCheckpointStore, DATA_KEY};
 pub use run::{AdapterError, run};
-pub use settings::{CheckpointLocation, Config, LogFormat, RawSettings, SettingError};
+pub use settings::{CheckpointLocation, Config, LogFormat, RawSettings, Replay, SettingError};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_stream::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointStore, ShardProgress,
+    AppliedReplay, Checkpoint, CheckpointError, CheckpointStore, ShardProgress,
 };
 use dynamodb_source_stream::label_enum;
 use dynamodb_source_stream::{SequenceNumber, ShardId};
@@ -23,7 +23,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
+
+use crate::settings::Replay;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
 
 label_enum! {
     pub enum WriteResult {
@@ -54,6 +63,9 @@ impl ProgressMetrics {
 
 struct State {
     checkpoint: Option<Checkpoint>,
+    /// The replay recorded on the first checkpoint made at a first start
+    /// (nothing was delivered yet, so there is nothing to replay).
+    first_replay: Option<AppliedReplay>,
     /// Bumped by every change; the writer saves when it differs from `saved`.
     generation: u64,
     saved: u64,
@@ -68,23 +80,53 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// `replay`, unless `loaded` recorded its token already, restarts every
+    /// shard of `loaded` from the replay's point, and is saved at once so a
+    /// restart does not apply it again.
     pub(crate) fn new(
         store: Arc<dyn CheckpointStore>,
-        loaded: Option<Checkpoint>,
+        mut loaded: Option<Checkpoint>,
         metrics: ProgressMetrics,
         interval: Duration,
+        replay: Option<&Replay>,
     ) -> Self {
-        Progress {
+        let now = now_unix();
+        let mut generation = 0;
+        let mut first_replay = None;
+        if let Some(replay) = replay {
+            match loaded.as_mut() {
+                Some(checkpoint) => {
+                    if checkpoint.replay(&replay.token, replay.from, now) {
+                        info!(token = %replay.token, from = %replay.from, shards = checkpoint.shards.len(), "replaying: every shard starts again from the replay's point");
+                        generation = 1;
+                    }
+                }
+                None => {
+                    info!(token = %replay.token, "first start: nothing was delivered to replay; the token is recorded");
+                    first_replay = Some(AppliedReplay {
+                        token: replay.token.clone(),
+                        from: replay.from.to_string(),
+                        applied_at: now,
+                    });
+                }
+            }
+        }
+        let progress = Progress {
             state: Mutex::new(State {
                 checkpoint: loaded,
-                generation: 0,
+                first_replay,
+                generation,
                 saved: 0,
             }),
             changed: Notify::new(),
             store,
             metrics,
             interval,
+        };
+        if generation > 0 {
+            progress.commit();
         }
+        progress
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -117,13 +159,30 @@ impl Progress {
         self.changed.notify_one();
     }
 
+    /// The replay the checkpoint records, for the summary.
+    pub(crate) fn last_replay(&self) -> Option<AppliedReplay> {
+        let state = self.lock();
+        state
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.replay.clone())
+            .or_else(|| state.first_replay.clone())
+    }
+
     pub(crate) fn snapshot(&self) -> Option<Checkpoint> {
         self.lock().checkpoint.clone()
     }
 
-    /// Starts tracking a stream afresh (first start, or the table's stream changed).
-    pub(crate) fn replace(&self, checkpoint: Checkpoint) {
+    /// Starts tracking a stream afresh (first start, or the table's stream
+    /// changed), keeping the replay recorded so far.
+    pub(crate) fn replace(&self, mut checkpoint: Checkpoint) {
         let mut state = self.lock();
+        let recorded = state
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.replay.clone())
+            .or_else(|| state.first_replay.take());
+        checkpoint.replay = checkpoint.replay.or(recorded);
         state.checkpoint = Some(checkpoint);
         state.generation += 1;
         drop(state);
@@ -290,6 +349,7 @@ mod tests {
             Some(Checkpoint::new(stream)),
             ProgressMetrics::default(),
             Duration::from_secs(1),
+            None,
         ));
         let stop = CancellationToken::new();
         let writer = tokio::spawn({

@@ -127,19 +127,21 @@ pub async fn run(
     } else {
         info!(checkpoint = %store.location(), position = %config.starting_position, "no checkpoint: first start");
     }
+    let progress = Arc::new(Progress::new(
+        store.clone(),
+        loaded,
+        progress_metrics,
+        config.checkpoint_interval,
+        config.replay.as_ref(),
+    ));
     let summary_stop = CancellationToken::new();
     let summary = tokio::spawn(crate::summary::write_loop(
-        store.clone(),
+        store,
+        progress.clone(),
         stream_metrics.clone(),
         delivery_metrics.clone(),
         config.summary_interval,
         summary_stop.clone(),
-    ));
-    let progress = Arc::new(Progress::new(
-        store,
-        loaded,
-        progress_metrics,
-        config.checkpoint_interval,
     ));
 
     let connector = connector(config.ca_certs.as_deref())?;

@@ -12,6 +12,7 @@ use dynamodb_source_api::{
 };
 use dynamodb_source_delivery::{BackoffPolicy, DeliveryPolicy, parse_duration};
 use dynamodb_source_delivery::{CeOverrides, Endpoint};
+use dynamodb_source_stream::checkpoint::{ReplayFrom, ReplayFromError};
 use url::Url;
 
 /// Events in flight per shard by default: a DynamoDB partition takes up to
@@ -145,6 +146,20 @@ pub struct RawSettings {
     /// ISO-8601 time between two saves of the summary of how the adapter keeps up (iterator age, deliveries), which the controller shows as status.lag [default: PT30S].
     #[arg(long, env = env::SUMMARY_INTERVAL, hide_env_values = true)]
     pub summary_interval: Option<String>,
+    /// TRIM_HORIZON or an RFC 3339 time in UTC: where a replay starts (with REPLAY_TOKEN).
+    #[arg(long, env = env::REPLAY_FROM, hide_env_values = true)]
+    pub replay_from: Option<String>,
+    /// Any string: a replay from REPLAY_FROM is applied once per token the checkpoint has not recorded.
+    #[arg(long, env = env::REPLAY_TOKEN, hide_env_values = true)]
+    pub replay_token: Option<String>,
+}
+
+/// A replay to apply once: every shard starts again from `from`, unless the
+/// checkpoint already recorded `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub token: String,
+    pub from: ReplayFrom,
 }
 
 /// How log lines are written; both roles read it from `LOG_FORMAT`.
@@ -216,6 +231,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// The time between two saves of the summary the controller reads.
     pub summary_interval: Duration,
+    /// `REPLAY_FROM` and `REPLAY_TOKEN`.
+    pub replay: Option<Replay>,
     /// The most records one GetRecords call returns (1 to 1000); by default
     /// a share of [`dynamodb_source_stream::read_size::DEFAULT_BUDGET`].
     pub records_per_read: Option<u16>,
@@ -518,6 +535,27 @@ impl Config {
         if summary_interval.is_zero() {
             return Err(invalid(env::SUMMARY_INTERVAL, "must be longer than zero"));
         }
+        let replay = match (present(&raw.replay_from), present(&raw.replay_token)) {
+            (None, None) => None,
+            (Some(from), Some(token)) => Some(Replay {
+                token: token.to_owned(),
+                from: from
+                    .parse()
+                    .map_err(|e: ReplayFromError| invalid(env::REPLAY_FROM, Report(&e)))?,
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    env::REPLAY_TOKEN,
+                    "missing: REPLAY_FROM needs a token, which makes the replay happen once",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    env::REPLAY_FROM,
+                    "missing: REPLAY_TOKEN needs REPLAY_FROM (TRIM_HORIZON or an RFC 3339 time)",
+                ));
+            }
+        };
         Ok(Config {
             sink,
             arn,
@@ -541,6 +579,7 @@ impl Config {
             shutdown_timeout,
             checkpoint_interval,
             summary_interval,
+            replay,
             records_per_read,
             source: source_object(raw)?,
             discovery_interval: Duration::from_secs(10),

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dynamodb_source_api::Report;
-use dynamodb_source_api::summary::{BEHIND_LAG_SECONDS, StreamSummary};
+use dynamodb_source_api::summary::{BEHIND_LAG_SECONDS, LastReplay, StreamSummary};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult, ResultLabels};
 use dynamodb_source_stream::checkpoint::CheckpointStore;
 use dynamodb_source_stream::metrics::{CallLabels, CallResult, StreamMetrics};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+
+use crate::progress::Progress;
 
 /// The adapter's counters at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -112,6 +114,7 @@ fn readings(stream: &StreamMetrics, delivery: &DeliveryMetrics) -> Readings {
 /// and the next tick writes a newer one.
 pub(crate) async fn write_loop(
     store: Arc<dyn CheckpointStore>,
+    progress: Arc<Progress>,
     stream: StreamMetrics,
     delivery: DeliveryMetrics,
     interval: Duration,
@@ -125,7 +128,12 @@ pub(crate) async fn write_loop(
             _ = ticks.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let summary = tracker.observe(readings(&stream, &delivery));
+        let mut summary = tracker.observe(readings(&stream, &delivery));
+        summary.last_replay = progress.last_replay().map(|r| LastReplay {
+            token: r.token,
+            from: r.from,
+            applied_at: r.applied_at,
+        });
         if let Err(e) = store.save_summary(&summary).await {
             warn!(error = %Report(&e), "saving the summary failed; the next one is saved at the next interval");
         }

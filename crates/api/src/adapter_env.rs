@@ -92,6 +92,12 @@ pub const SHUTDOWN_TIMEOUT: &str = "SHUTDOWN_TIMEOUT";
 /// ISO-8601 shortest time between two checkpoint saves; a crash repeats at most what was acknowledged since the last one [default: PT1S].
 pub const CHECKPOINT_INTERVAL: &str = "CHECKPOINT_INTERVAL";
 
+/// TRIM_HORIZON or an RFC 3339 time in UTC: where a replay starts (with REPLAY_TOKEN).
+pub const REPLAY_FROM: &str = "REPLAY_FROM";
+
+/// Any string: a replay from REPLAY_FROM is applied once per token the checkpoint has not recorded.
+pub const REPLAY_TOKEN: &str = "REPLAY_TOKEN";
+
 /// ISO-8601 time between two saves of the summary of how the adapter keeps up (iterator age, deliveries), which the controller shows as status.lag [default: PT30S].
 pub const SUMMARY_INTERVAL: &str = "SUMMARY_INTERVAL";
 

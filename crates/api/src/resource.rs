@@ -93,6 +93,28 @@ pub struct AWSDynamoDBSourceSpec {
     /// The shape of each event's data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
+
+    /// Delivers again what the stream still holds from a point on: every shard is read again from
+    /// there, once per token. Change the token to replay again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Replay>,
+}
+
+/// A replay of the stream from a point on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("self.from == 'TRIM_HORIZON' || (self.from.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?Z$') && timestamp(self.from) >= timestamp('1970-01-01T00:00:00Z'))").message("replay.from is TRIM_HORIZON or an RFC 3339 time in UTC, such as 2024-05-01T12:00:00Z").field_path(".from")
+)]
+pub struct Replay {
+    /// TRIM_HORIZON (everything the stream still holds, up to 24 hours) or an RFC 3339 time in UTC
+    /// such as 2024-05-01T12:00:00Z: records created before it (by their ApproximateCreationDateTime)
+    /// are not delivered again.
+    #[schemars(length(min = 1, max = 64))]
+    pub from: String,
+    /// Any string: the adapter replays once for each token it has not recorded in its checkpoint,
+    /// so a restart does not replay again. Set a new one (a date, a ticket number) to replay again.
+    #[schemars(length(min = 1, max = 253))]
+    pub token: String,
 }
 
 /// Exactly one authentication method.
@@ -456,6 +478,9 @@ pub struct AWSDynamoDBSourceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "uri"))]
     pub sink_uri: Option<String>,
+    /// The last replay the adapter applied (spec.replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replay: Option<ReplayStatus>,
     /// How far behind the stream the source is, such as 0s or 3m20s: the age of the newest record
     /// read from the shard that is furthest behind, as the adapter last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -463,6 +488,19 @@ pub struct AWSDynamoDBSourceStatus {
     /// The CloudEvent attributes of the events this source emits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,
+}
+
+/// A replay the adapter applied.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayStatus {
+    /// The replay's token.
+    pub token: String,
+    /// TRIM_HORIZON or the time it replayed from.
+    pub from: String,
+    /// When the adapter applied it.
+    #[schemars(extend("format" = "date-time"))]
+    pub applied_at: String,
 }
 
 /// The type and source of emitted events.

@@ -65,6 +65,20 @@ pub struct StreamSummary {
     /// Since when events have waited for the sink without any acknowledgement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_failing_since: Option<i64>,
+    /// The last replay the checkpoint recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replay: Option<LastReplay>,
+}
+
+/// A replay the adapter applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastReplay {
+    pub token: String,
+    /// `TRIM_HORIZON` or the RFC 3339 time replayed from.
+    pub from: String,
+    /// Unix seconds.
+    pub applied_at: i64,
 }
 
 /// A duration as Kubernetes tools show one: `0s`, `45s`, `3m20s`, `2h5m0s`.

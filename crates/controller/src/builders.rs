@@ -423,6 +423,10 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
             .collect();
         vars.push(env(adapter_env::EVENT_NAMES, list.join(",")));
     }
+    if let Some(replay) = &spec.replay {
+        vars.push(env(adapter_env::REPLAY_FROM, replay.from.as_str()));
+        vars.push(env(adapter_env::REPLAY_TOKEN, replay.token.as_str()));
+    }
     // As written: the adapter parses them again at start (the reconciler
     // deploys only patterns that parse).
     if let Some(patterns) = spec
@@ -718,6 +722,7 @@ mod tests {
             "endpoint": {"url": "https://vpce.example"},
             "startingPosition": "TRIM_HORIZON",
             "payload": {"format": "Plain"},
+            "replay": {"from": "2024-05-01T12:00:00Z", "token": "fix-1"},
             "filter": {"eventNames": ["INSERT", "REMOVE"], "patterns": [{"eventName": ["INSERT"]}, "{\"dynamodb\":{}}"]},
             "ceOverrides": {"extensions": {"team": "orders"}},
             "delivery": {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S", "maxRecordAge": "PT6H"},
@@ -741,6 +746,11 @@ mod tests {
         );
         assert_eq!(value(&env, "PAYLOAD_FORMAT").as_deref(), Some("Plain"));
         assert_eq!(value(&env, "EVENT_NAMES").as_deref(), Some("INSERT,REMOVE"));
+        assert_eq!(
+            value(&env, "REPLAY_FROM").as_deref(),
+            Some("2024-05-01T12:00:00Z")
+        );
+        assert_eq!(value(&env, "REPLAY_TOKEN").as_deref(), Some("fix-1"));
         assert_eq!(
             value(&env, "FILTER_PATTERNS").as_deref(),
             Some(r#"[{"eventName":["INSERT"]},"{\"dynamodb\":{}}"]"#)

@@ -3,7 +3,7 @@
 
 use dynamodb_source_api::EVENT_TYPE;
 use dynamodb_source_api::resource::{
-    AWSDynamoDBSourceStatus, CeAttribute, Condition, ConditionStatus, Severity,
+    AWSDynamoDBSourceStatus, CeAttribute, Condition, ConditionStatus, ReplayStatus, Severity,
 };
 use dynamodb_source_api::summary::{
     self, FALLING_BEHIND_FOR_SECONDS, SINK_FAILING_FOR_SECONDS, STALE_AFTER_SECONDS, StreamSummary,
@@ -251,6 +251,19 @@ pub(crate) fn compute(
             SinkObservation::Failed(_) => None,
         },
         lag,
+        // What the adapter recorded; kept while it reports nothing newer.
+        last_replay: observed
+            .summary
+            .as_ref()
+            .and_then(|s| s.last_replay.as_ref())
+            .map(|r| ReplayStatus {
+                token: r.token.clone(),
+                from: r.from.clone(),
+                applied_at: chrono::DateTime::from_timestamp(r.applied_at, 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            })
+            .or_else(|| previous.and_then(|p| p.last_replay.clone())),
         ce_attributes: vec![CeAttribute {
             kind: EVENT_TYPE.to_owned(),
             source: observed.source.clone(),

@@ -21,6 +21,75 @@ pub enum ShardProgress {
     LatestSince(i64),
     /// Read to its end; its children may be read.
     Finished,
+    /// A replay restarted the shard: it is read from `TRIM_HORIZON`, and
+    /// records created before this time (Unix milliseconds; `None`: none) are
+    /// only checkpointed past. The first delivery replaces it with `After`.
+    Replay(Option<i64>),
+}
+
+/// Where a replay starts: the oldest record the stream holds, or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    TrimHorizon,
+    /// Records created at or after this time (Unix milliseconds).
+    Time(i64),
+}
+
+/// A replay's `from` that is neither `TRIM_HORIZON` nor an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{value:?} is neither TRIM_HORIZON nor an RFC 3339 time in UTC such as 2024-05-01T12:00:00Z"
+)]
+pub struct ReplayFromError {
+    pub value: String,
+    #[source]
+    pub source: aws_smithy_types::date_time::DateTimeParseError,
+}
+
+impl std::str::FromStr for ReplayFrom {
+    type Err = ReplayFromError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "TRIM_HORIZON" {
+            return Ok(ReplayFrom::TrimHorizon);
+        }
+        let time =
+            aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+                .map_err(|source| ReplayFromError {
+                    value: s.to_owned(),
+                    source,
+                })?;
+        Ok(ReplayFrom::Time(
+            time.secs() * 1000 + i64::from(time.subsec_nanos() / 1_000_000),
+        ))
+    }
+}
+
+impl std::fmt::Display for ReplayFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayFrom::TrimHorizon => f.write_str("TRIM_HORIZON"),
+            ReplayFrom::Time(millis) => {
+                let time = aws_smithy_types::DateTime::from_millis(*millis);
+                match time.fmt(aws_smithy_types::date_time::Format::DateTime) {
+                    Ok(text) => f.write_str(&text),
+                    Err(_) => write!(f, "{millis} ms after the epoch"),
+                }
+            }
+        }
+    }
+}
+
+/// The replay a checkpoint last applied, so that a restart does not apply it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppliedReplay {
+    /// The replay's token, as the source's spec gave it.
+    pub token: String,
+    /// `TRIM_HORIZON` or the RFC 3339 time it replayed from.
+    pub from: String,
+    /// When it was applied (Unix seconds).
+    pub applied_at: i64,
 }
 
 /// The progress of a source through one stream.
@@ -39,6 +108,10 @@ pub struct Checkpoint {
     /// of not being listed: by then it was trimmed and cannot come back.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unlisted_since: BTreeMap<ShardId, i64>,
+    /// The last replay applied. Absent until one is: a checkpoint of a source
+    /// that never replayed reads the same in older adapters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<AppliedReplay>,
 }
 
 impl Checkpoint {
@@ -53,7 +126,31 @@ impl Checkpoint {
             stream_arn,
             shards: BTreeMap::new(),
             unlisted_since: BTreeMap::new(),
+            replay: None,
         }
+    }
+
+    /// Applies the replay `token` unless this checkpoint already did: every
+    /// shard it knows starts again from `from` (finished ones too, so children
+    /// still wait for their parents), and the token is recorded. Returns
+    /// whether the replay was applied.
+    pub fn replay(&mut self, token: &str, from: ReplayFrom, now: i64) -> bool {
+        if self.replay.as_ref().is_some_and(|r| r.token == token) {
+            return false;
+        }
+        let skip_before = match from {
+            ReplayFrom::TrimHorizon => None,
+            ReplayFrom::Time(millis) => Some(millis),
+        };
+        for progress in self.shards.values_mut() {
+            *progress = ShardProgress::Replay(skip_before);
+        }
+        self.replay = Some(AppliedReplay {
+            token: token.to_owned(),
+            from: from.to_string(),
+            applied_at: now,
+        });
+        true
     }
 
     pub fn progress(&self, shard: &ShardId) -> Option<&ShardProgress> {
@@ -300,5 +397,57 @@ mod tests {
         assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
         let err = decode("f.json", b"{\"version\": 2, \"streamArn\": \"x\"}").expect_err("v2");
         assert!(err.to_string().contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn a_replay_restarts_every_shard_once_per_token() {
+        let mut checkpoint = Checkpoint::new(stream());
+        checkpoint.advance(&ShardId::new("a"), &seq("100"));
+        checkpoint.finish(&ShardId::new("b"));
+        let from: ReplayFrom = "2024-05-01T12:00:00.250Z".parse().expect("a time");
+        assert_eq!(from, ReplayFrom::Time(1_714_564_800_250));
+        assert!(checkpoint.replay("fix-1", from, 1_714_600_000));
+        assert_eq!(
+            checkpoint.progress(&ShardId::new("a")),
+            Some(&ShardProgress::Replay(Some(1_714_564_800_250)))
+        );
+        assert_eq!(
+            checkpoint.progress(&ShardId::new("b")),
+            Some(&ShardProgress::Replay(Some(1_714_564_800_250))),
+            "finished shards are read again too"
+        );
+        checkpoint.advance(&ShardId::new("a"), &seq("101"));
+        assert!(
+            !checkpoint.replay("fix-1", from, 1_714_600_100),
+            "the same token again"
+        );
+        assert_eq!(
+            checkpoint.progress(&ShardId::new("a")),
+            Some(&ShardProgress::After(seq("101")))
+        );
+        let round_trip = decode("test", &encode(&checkpoint)).expect("reads back");
+        assert_eq!(round_trip, checkpoint);
+        assert_eq!(
+            round_trip.replay.map(|r| r.from),
+            Some("2024-05-01T12:00:00.25Z".to_owned())
+        );
+        assert!(checkpoint.replay("fix-2", ReplayFrom::TrimHorizon, 1_714_600_200));
+        assert_eq!(
+            checkpoint.progress(&ShardId::new("a")),
+            Some(&ShardProgress::Replay(None))
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_replay_is_written_as_before() {
+        let checkpoint = Checkpoint::new(stream());
+        let text = String::from_utf8(encode(&checkpoint)).expect("utf-8");
+        assert!(!text.contains("replay"), "{text}");
+        assert!("yesterday".parse::<ReplayFrom>().is_err());
+        assert!(
+            "2024-05-01T14:00:00+02:00".parse::<ReplayFrom>().is_err(),
+            "UTC only, as the CRD admits"
+        );
+        assert!("2024-05-01".parse::<ReplayFrom>().is_err());
     }
 }

@@ -60,6 +60,9 @@ pub struct Assignment {
     /// Records created before this Unix second are skipped: they predate a
     /// `LATEST` start that could not be resumed exactly.
     pub skip_created_before: Option<i64>,
+    /// Records created before this time (Unix milliseconds) are skipped,
+    /// exactly: a replay starts at the time it names.
+    pub replay_from_millis: Option<i64>,
 }
 
 /// The outcome of one planning round.
@@ -136,11 +139,19 @@ pub fn plan(
                 shard: id.clone(),
                 start: StartAt::After(seq.clone()),
                 skip_created_before: None,
+                replay_from_millis: None,
             },
             Some(ShardProgress::LatestSince(since)) => Assignment {
                 shard: id.clone(),
                 start: StartAt::TrimHorizon,
                 skip_created_before: Some(*since),
+                replay_from_millis: None,
+            },
+            Some(ShardProgress::Replay(from)) => Assignment {
+                shard: id.clone(),
+                start: StartAt::TrimHorizon,
+                skip_created_before: None,
+                replay_from_millis: *from,
             },
             Some(ShardProgress::Finished) => continue,
             None if latest_first_start => {
@@ -150,12 +161,14 @@ pub fn plan(
                     shard: id.clone(),
                     start: StartAt::Latest,
                     skip_created_before: None,
+                    replay_from_millis: None,
                 }
             }
             None => Assignment {
                 shard: id.clone(),
                 start: StartAt::TrimHorizon,
                 skip_created_before: None,
+                replay_from_millis: None,
             },
         };
         plan.start.push(assignment);
@@ -311,6 +324,7 @@ mod tests {
                 shard: ShardId::new("s1"),
                 start: StartAt::TrimHorizon,
                 skip_created_before: Some(1_650_000_000),
+                replay_from_millis: None,
             }]
         );
     }

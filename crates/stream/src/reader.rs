@@ -35,14 +35,25 @@ pub struct Batch {
     /// Records created before this Unix second are only checkpointed past, not
     /// delivered: they predate a `LATEST` start that had to be replaced.
     pub skip_created_before: Option<i64>,
+    /// Records created before this time (Unix milliseconds) are only
+    /// checkpointed past: they predate the replay being read.
+    pub replay_from_millis: Option<i64>,
 }
 
 impl Batch {
     /// Whether `record` predates where this shard's reading logically starts.
     pub fn skips(&self, record: &StreamRecord) -> bool {
-        self.skip_created_before
+        let before_start = self
+            .skip_created_before
             .zip(record.approximate_creation)
-            .is_some_and(|(since, created)| created_before(created.secs(), since))
+            .is_some_and(|(since, created)| created_before(created.secs(), since));
+        let before_replay = self
+            .replay_from_millis
+            .zip(record.approximate_creation)
+            .is_some_and(|(from, created)| {
+                created.secs() * 1000 + i64::from(created.subsec_nanos() / 1_000_000) < from
+            });
+        before_start || before_replay
     }
 }
 
@@ -74,6 +85,7 @@ pub struct ShardReader {
     /// When the `LATEST` iterator was opened (Unix seconds).
     latest_opened_at: Option<i64>,
     skip_created_before: Option<i64>,
+    replay_from_millis: Option<i64>,
     trimmed: Option<String>,
     /// Waits after API errors: 100 ms doubling to 20 s, each between half
     /// and all of that.
@@ -131,6 +143,7 @@ impl ShardReader {
             iterator_failures: 0,
             latest_opened_at: None,
             skip_created_before: assignment.skip_created_before,
+            replay_from_millis: assignment.replay_from_millis,
             trimmed: None,
             pause: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(20)),
             metrics,
@@ -268,6 +281,7 @@ impl ShardReader {
                         end_of_shard,
                         trimmed: self.trimmed.take(),
                         skip_created_before: self.skip_created_before,
+                        replay_from_millis: self.replay_from_millis,
                     });
                 }
                 Err(err) => self.on_error(err).await?,
