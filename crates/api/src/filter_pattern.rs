@@ -19,7 +19,9 @@
 //!   their JSON form (`300` is not `300.0`), `null` only null, `""` only the empty
 //!   string.
 //! - `numeric` compares numbers, and also the text of DynamoDB numbers, which
-//!   the record carries as strings under an `N` (or `NS`) key.
+//!   the record carries as strings under an `N` (or `NS`) key. Under `BOOL` and
+//!   `NULL`, whose values are booleans, `"true"` and `"false"` written as text
+//!   match them too.
 //!
 //! A list of patterns passes a record when any pattern matches it; an empty
 //! list passes everything.
@@ -315,17 +317,36 @@ impl Fields {
                 Node::Rules(rules) => {
                     let leaves: Vec<&Value> =
                         children.into_iter().filter(|v| !v.is_object()).collect();
-                    // DynamoDB carries numbers as text under N (and NS).
-                    let numeric_text = key == "N" || key == "NS";
-                    rules
-                        .iter()
-                        .any(|rule| rule.matches_field(&leaves, numeric_text))
+                    let typed = Typed::of(key);
+                    rules.iter().any(|rule| rule.matches_field(&leaves, typed))
                 }
             }
         }) && self
             .any_of
             .iter()
             .all(|group| group.iter().any(|alternative| alternative.matches(nodes)))
+    }
+}
+
+/// What a DynamoDB type key says of the values under it, which the record
+/// writes in JSON as text (numbers) or as booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Typed {
+    /// `N`, `NS`: numbers as text, which `numeric` compares as numbers.
+    Number,
+    /// `BOOL`, `NULL`: booleans, which a pattern may also write as the text
+    /// `"true"` or `"false"`.
+    Boolean,
+    Other,
+}
+
+impl Typed {
+    fn of(key: &str) -> Typed {
+        match key {
+            "N" | "NS" => Typed::Number,
+            "BOOL" | "NULL" => Typed::Boolean,
+            _ => Typed::Other,
+        }
     }
 }
 
@@ -466,16 +487,20 @@ impl Rule {
     }
 
     /// Whether the rule matches a field whose leaf values are `leaves`.
-    fn matches_field(&self, leaves: &[&Value], numeric_text: bool) -> bool {
+    fn matches_field(&self, leaves: &[&Value], typed: Typed) -> bool {
         match self {
             Rule::Exists(exists) => leaves.is_empty() != *exists,
-            rule => leaves.iter().any(|leaf| rule.matches(leaf, numeric_text)),
+            rule => leaves.iter().any(|leaf| rule.matches(leaf, typed)),
         }
     }
 
-    fn matches(&self, leaf: &Value, numeric_text: bool) -> bool {
+    fn matches(&self, leaf: &Value, typed: Typed) -> bool {
         match self {
-            Rule::Exact(scalar) => scalar.equals(leaf),
+            Rule::Exact(scalar) => {
+                scalar.equals(leaf)
+                    || (typed == Typed::Boolean
+                        && matches!((scalar, leaf), (Scalar::String(s), Value::Bool(b)) if s == if *b { "true" } else { "false" }))
+            }
             Rule::Prefix(text) => leaf.as_str().is_some_and(|s| text.starts(s)),
             Rule::Suffix(text) => leaf.as_str().is_some_and(|s| text.ends(s)),
             Rule::EqualsIgnoreCase(text) => leaf
@@ -496,7 +521,7 @@ impl Rule {
             Rule::Numeric { lower, upper } => {
                 let number = match leaf {
                     Value::Number(n) => n.as_f64(),
-                    Value::String(s) if numeric_text => {
+                    Value::String(s) if typed == Typed::Number => {
                         s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
                     }
                     _ => None,

@@ -183,6 +183,18 @@ fn cases() -> Vec<Case> {
             true,
         ),
         case(
+            "null: UserID is null, the boolean written as text",
+            on_new_image(json!({"UserID": {"NULL": ["true"]}})),
+            with_new_image(json!({"UserID": {"NULL": true}})),
+            true,
+        ),
+        case(
+            "BOOL written as text",
+            on_new_image(json!({"Active": {"BOOL": ["false"]}})),
+            with_new_image(json!({"Active": {"BOOL": true}})),
+            false,
+        ),
+        case(
             "null: UserID is a string",
             on_new_image(json!({"UserID": {"NULL": [true]}})),
             with_new_image(json!({"UserID": {"S": "u-1"}})),
