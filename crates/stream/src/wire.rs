@@ -224,7 +224,11 @@ mod tests {
                 kind: Some("Service".to_owned()),
             })
         );
-        let image = record.new_image.expect("image").parse().expect("typed values");
+        let image = record
+            .new_image
+            .expect("image")
+            .parse()
+            .expect("typed values");
         assert_eq!(
             image["n"],
             AttributeValue::N("12345678901234567890123456789012345678".to_owned())
