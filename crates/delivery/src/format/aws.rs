@@ -98,6 +98,10 @@ pub(crate) fn envelope<'a, K: Serialize, I: Serialize>(
     }
 }
 
+/// What the envelope around the images takes, about: the rest of a record
+/// rendered, with room for a long table name and key.
+const ENVELOPE: usize = 768;
+
 /// The images go out as the API sent them ([`dynamodb_source_stream::Image`]).
 pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, FormatError> {
     let images = Images {
@@ -105,5 +109,16 @@ pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, Form
         new_image: record.new_image.as_ref().map(|image| image.json()),
         old_image: record.old_image.as_ref().map(|image| image.json()),
     };
-    serde_json::to_vec(&envelope(record, stream, images)).map_err(FormatError::Json)
+    // Sized once: grown by doubling, a 2.4 KB event took five reallocations
+    // and kept 4 KB for as long as it was held.
+    let size = ENVELOPE
+        + [&images.new_image, &images.old_image]
+            .into_iter()
+            .flatten()
+            .map(|image| image.get().len())
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    serde_json::to_writer(&mut out, &envelope(record, stream, images))
+        .map_err(FormatError::Json)?;
+    Ok(out)
 }
