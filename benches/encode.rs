@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_smithy_types::DateTime;
 use dynamodb_source_api::{EventName, PayloadFormat, SourceArn, StreamArn};
 use dynamodb_source_delivery::{CeOverrides, Endpoint, EventFactory, Sink, connector, format};
-use dynamodb_source_stream::{AttributeValue, SequenceNumber, StreamRecord};
+use dynamodb_source_stream::{AttributeValue, Image, SequenceNumber, StreamRecord};
 
 const N: u32 = 200_000;
 
@@ -35,8 +35,8 @@ fn record() -> StreamRecord {
             "pk".to_owned(),
             AttributeValue::S("key-0-17".to_owned()),
         )])),
-        new_image: Some(item.clone()),
-        old_image: Some(item),
+        new_image: Some(Image::from_item(&item)),
+        old_image: Some(Image::from_item(&item)),
         sequence_number: SequenceNumber::parse("100000000000000000000017").expect("digits"),
         size_bytes: Some(300),
         stream_view_type: Some("NEW_AND_OLD_IMAGES".to_owned()),

@@ -3,8 +3,8 @@
 //! random, or fails one key. Within a shard the records of one item arrive
 //! one after another in stream order while different items' overlap; a key
 //! that keeps failing holds back only itself and the checkpoint; every open
-//! shard is read; metrics count each event once; and shutdown waits for the
-//! sends in flight.
+//! shard is read; all shards together keep to the connection bound; metrics
+//! count each event once; and shutdown waits for the sends in flight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -320,6 +320,34 @@ async fn three_hundred_open_shards_with_a_few_records_each_are_all_delivered() {
         .map(|id| shard_of[id.as_str()])
         .collect();
     assert_eq!(delivered_shards.len(), shards, "records from every shard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_shards_together_keep_to_the_connection_bound() {
+    let mut rig = rig_answering(
+        "connection-bound",
+        random_delays(29, Duration::ZERO..Duration::from_millis(20)),
+    )
+    .await;
+    // 8 shards x 20 in flight each would be 160 at once.
+    rig.set("DELIVERY_MAX_CONNECTIONS", "6");
+    let mut written = Vec::new();
+    for n in 0..8 {
+        let shard = rig.add_shard();
+        written.extend(
+            rig.fake
+                .append(&shard, interleaved(&format!("s{n}"), 10, 5)),
+        );
+    }
+
+    let _adapter = rig.run_until_settled(&written).await;
+
+    assert_once_each_in_item_order(&rig.sink, &written);
+    let peak = rig.sink.peak_open_requests();
+    assert!(
+        (2..=6).contains(&peak),
+        "sends overlap, at most one per connection of the 6 allowed: {peak} were open at once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -885,6 +885,14 @@ rejected! {
         [ARN, SINK, "filter: {patterns: ['{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}']}"],
         ["spec.filter.patterns", "at most 10 items"];
     }
+    max_connections_outside_1_to_10000_are_rejected_at_spec_delivery_max_connections {
+        "connections-0",
+        [ARN, SINK, "delivery: {maxConnections: 0}"],
+        ["spec.delivery.maxConnections", "greater than or equal to 1"];
+        "connections-10001",
+        [ARN, SINK, "delivery: {maxConnections: 10001}"],
+        ["spec.delivery.maxConnections", "less than or equal to 10000"];
+    }
     unknown_event_names_payload_formats_and_negative_retries_are_rejected {
         "bad-enums",
         [

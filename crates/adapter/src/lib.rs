@@ -8,6 +8,7 @@
 //! checkpoint) and health.
 
 mod configmap_store;
+mod connection_pool;
 mod health;
 mod progress;
 mod reading;

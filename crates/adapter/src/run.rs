@@ -1,5 +1,6 @@
 //! Wiring: configuration in, a running adapter out, until shutdown.
 
+use crate::connection_pool::ConnectionPool;
 use dynamodb_source_api::Report;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -195,6 +196,7 @@ pub async fn run(
         reading: reading.handle().clone(),
         parallelism: config.parallelism,
         held: RecordsHeld::new(DEFAULT_RECORDS_HELD),
+        pool: ConnectionPool::new(config.max_connections),
     });
 
     let writer_stop = CancellationToken::new();
@@ -215,7 +217,7 @@ pub async fn run(
             "MAX_SHARDS is no longer used and is ignored: every readable shard is read, and memory is bounded by the records held"
         );
     }
-    info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, parallelism = config.parallelism, "adapter started");
+    info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, parallelism = config.parallelism, max_connections = config.max_connections, "adapter started");
     let supervisor = Supervisor {
         client,
         arn: config.arn.clone(),

@@ -2,6 +2,7 @@
 //! variable also a flag). This is the contract the controller writes into the
 //! adapter's Deployment, so the names are fixed.
 
+use crate::connection_pool::DEFAULT_MAX_CONNECTIONS;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use url::Url;
 pub(crate) const DEFAULT_PARALLELISM: usize = 20;
 /// The most `DELIVERY_PARALLELISM` accepts, as the CRD does.
 pub(crate) const MAX_PARALLELISM: usize = 1000;
+/// The most `DELIVERY_MAX_CONNECTIONS` accepts: beyond it, file descriptors
+/// and buffers (about 28 KB a connection) outweigh what more in flight gives.
+const MAX_CONNECTIONS: usize = 10_000;
 
 /// One setting that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +107,9 @@ pub struct RawSettings {
     /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
     #[arg(long, env = env::DELIVERY_PARALLELISM, hide_env_values = true)]
     pub delivery_parallelism: Option<String>,
+    /// The most connections to the sink, and so events in flight, across all shards, 1 to 10000 [default: 256].
+    #[arg(long, env = env::DELIVERY_MAX_CONNECTIONS, hide_env_values = true)]
+    pub delivery_max_connections: Option<String>,
     /// ISO-8601 oldest a record may be when its delivery starts or is retried; older ones are dead-lettered as expired [default: no limit].
     #[arg(long, env = env::DELIVERY_MAX_RECORD_AGE, hide_env_values = true)]
     pub delivery_max_record_age: Option<String>,
@@ -216,6 +223,8 @@ pub struct Config {
     /// The most events in flight per shard; records of one item key are
     /// always sent one after another.
     pub parallelism: usize,
+    /// The most connections to the sink, all shards together.
+    pub max_connections: usize,
     pub ca_certs: Option<Vec<u8>>,
     pub metrics_addr: SocketAddr,
     pub log_format: LogFormat,
@@ -507,6 +516,16 @@ impl Config {
             })
             .transpose()?
             .unwrap_or(DEFAULT_PARALLELISM);
+        let max_connections = present(&raw.delivery_max_connections)
+            .map(|v| match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(n),
+                _ => Err(invalid(
+                    env::DELIVERY_MAX_CONNECTIONS,
+                    format!("{v:?} is not a whole number from 1 to {MAX_CONNECTIONS}"),
+                )),
+            })
+            .transpose()?
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
         let idle_poll_max = present(&raw.idle_poll_max)
             .map(|v| duration(env::IDLE_POLL_MAX, v))
             .transpose()?
@@ -571,6 +590,7 @@ impl Config {
             delivery,
             dead_letter_sink,
             parallelism,
+            max_connections,
             ca_certs,
             metrics_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, metrics_port)),
             log_format,
@@ -834,6 +854,20 @@ mod tests {
                     ..minimal()
                 },
                 "invalid setting RECORDS_PER_READ:",
+            ),
+            (
+                RawSettings {
+                    delivery_max_connections: Some("0".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_MAX_CONNECTIONS:",
+            ),
+            (
+                RawSettings {
+                    delivery_max_connections: Some("10001".into()),
+                    ..minimal()
+                },
+                "invalid setting DELIVERY_MAX_CONNECTIONS:",
             ),
             (
                 RawSettings {

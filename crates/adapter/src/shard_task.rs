@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, Span, error, info};
 
+use crate::connection_pool::{Checkout, ConnectionPool};
 use crate::progress::Progress;
 use crate::window::Window;
 
@@ -41,13 +42,6 @@ use crate::window::Window;
 /// read, settled or not; when the window is full the shard stops reading.
 /// It bounds how far other keys run ahead of one whose record is retried.
 const WINDOW: usize = 1000;
-
-/// An idle connection to the sink is closed after this long unused.
-const IDLE_CONNECTION: Duration = Duration::from_secs(30);
-
-/// Delivered records go back to the reading thread to be freed in groups
-/// of this many.
-const SPENT_GROUP: usize = 64;
 
 /// Why a shard task ended.
 #[derive(Debug)]
@@ -79,6 +73,8 @@ pub(crate) struct Shared {
     pub parallelism: usize,
     /// Records held by all shards together.
     pub held: RecordsHeld,
+    /// Connections to the sink, all shards together.
+    pub pool: ConnectionPool<Connections>,
 }
 
 pub(crate) struct ShardTask {
@@ -235,18 +231,10 @@ impl ShardTask {
         let shard = reader.shard().clone();
         let shard_name = shard.to_string();
         let (batches, mut ready) = mpsc::channel::<Result<Ready, ShardGone>>(1);
-        let (spent, returned) = mpsc::unbounded_channel();
         // Reading runs on the reading thread in this task's span (shard, stream).
         let read = shared.reading.spawn(
-            read_ahead(
-                reader,
-                stream,
-                batches,
-                returned,
-                shared.clone(),
-                cancel.clone(),
-            )
-            .instrument(Span::current()),
+            read_ahead(reader, stream, batches, shared.clone(), cancel.clone())
+                .instrument(Span::current()),
         );
         // Whichever way delivery ends, reading for it stops too.
         let _read = AbortOnDropHandle::new(read);
@@ -256,10 +244,7 @@ impl ShardTask {
             held: Held::none(&shared.held),
             shared: shared.clone(),
             cancel,
-            idle: Vec::new(),
             pacing: Arc::new(Pacing::default()),
-            spent,
-            spent_group: Vec::new(),
         };
         let exit = delivery.run(&mut ready).await;
         shared.stream_metrics.shards_read.dec();
@@ -271,15 +256,10 @@ impl ShardTask {
 /// Reads and prepares batches into `batches` until the shard ends,
 /// disappears, or delivery stops. A batch is read only once the previous one
 /// was taken, and only with permits for its records ([`RecordsHeld`]).
-///
-/// Delivered records come back through `returned` to be freed here, on the
-/// thread that allocated them: glibc frees across threads through the
-/// allocating arena's lock, and the two threads then wait on each other.
 async fn read_ahead(
     mut reader: ShardReader,
     stream: StreamArn,
     batches: mpsc::Sender<Result<Ready, ShardGone>>,
-    mut returned: mpsc::UnboundedReceiver<Vec<Work>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
@@ -295,9 +275,6 @@ async fn read_ahead(
         let Ok(slot) = batches.reserve().await else {
             return;
         };
-        while let Ok(spent) = returned.try_recv() {
-            drop(spent);
-        }
         let mut held = tokio::select! {
             held = shared.held.acquire(reader.read_limit()) => held,
             _ = cancel.cancelled() => return,
@@ -336,11 +313,12 @@ async fn read_ahead(
     }
 }
 
-/// A send that finished: its record, the connections it used, and how it went.
+/// A send that finished: its record's place, the connections it used, and
+/// how it went. The record itself is dropped as soon as it settles.
 struct Done {
     index: u64,
-    connections: Connections,
-    work: Work,
+    /// `None` when shutdown came before a connection was free.
+    checkout: Option<Checkout<Connections>>,
     outcome: Outcome,
 }
 
@@ -353,14 +331,7 @@ struct Delivery {
     cancel: CancellationToken,
     /// Permits of the records in the window.
     held: Held,
-    /// Connections not in use, the most recently used last. A send takes
-    /// one, or opens one when none is idle, so a shard never has more than
-    /// its parallelism.
-    idle: Vec<(Connections, Instant)>,
     pacing: Arc<Pacing>,
-    /// Delivered records, back to the reading side to be freed.
-    spent: mpsc::UnboundedSender<Vec<Work>>,
-    spent_group: Vec<Work>,
 }
 
 /// How the last batch of a shard left it.
@@ -420,7 +391,7 @@ impl Delivery {
                     }
                 }
             }
-            self.close_idle_connections();
+            self.shared.pool.close_idle();
             let room = matches!(ending, Ending::Reading) && !stopping && window.len() < WINDOW;
             let wait_pacing = paced.filter(|_| window.has_ready() && !stopping);
             tokio::select! {
@@ -482,23 +453,24 @@ impl Delivery {
         self.held.release(settled);
     }
 
-    /// Starts sending one record on a connection of this shard.
+    /// Starts sending one record, on a connection of the pool once one is
+    /// free.
     fn start(&mut self, index: u64, work: Work) -> Sending {
-        let connections = match self.idle.pop() {
-            Some((connections, _)) => connections,
-            None => self.shared.deliverer.connections(),
-        };
-        self.shared.delivery_metrics.in_flight.inc();
         let shared = self.shared.clone();
         let pacing = self.pacing.clone();
         let cancel = self.cancel.clone();
         Box::pin(async move {
-            let mut connections = connections;
+            let mut checkout = tokio::select! {
+                checkout = shared.pool.take(|| shared.deliverer.connections()) => checkout,
+                _ = cancel.cancelled() => return Done { index, checkout: None, outcome: Outcome::Cancelled },
+            };
+            shared.delivery_metrics.in_flight.inc();
+            let connections = &mut checkout.connections;
             let outcome = match &work {
                 Work::Send(event) => {
                     shared
                         .deliverer
-                        .send(&mut connections, event, &pacing, &cancel)
+                        .send(connections, event, &pacing, &cancel)
                         .await
                 }
                 Work::Unbuildable { record, error } => {
@@ -508,27 +480,21 @@ impl Delivery {
                             .factory
                             .malformed(&record.event_id, &reason, &format!("{record:?}"));
                     error!(id = %record.event_id, %error, "the record cannot be turned into an event");
-                    dead_letter_malformed(&shared, &mut connections, event, &reason, &cancel).await
+                    dead_letter_malformed(&shared, connections, event, &reason, &cancel).await
                 }
                 Work::Malformed(malformed) => {
                     error!(error = %malformed, raw = %malformed.raw, "malformed stream record");
                     let event = shared.factory.from_malformed(malformed);
-                    dead_letter_malformed(
-                        &shared,
-                        &mut connections,
-                        event,
-                        &malformed.reason,
-                        &cancel,
-                    )
-                    .await
+                    dead_letter_malformed(&shared, connections, event, &malformed.reason, &cancel)
+                        .await
                 }
                 // Settled when taken; never sent.
                 Work::Skip | Work::Filtered => Outcome::Delivered,
             };
+            shared.delivery_metrics.in_flight.dec();
             Done {
                 index,
-                connections,
-                work,
+                checkout: Some(checkout),
                 outcome,
             }
         })
@@ -537,8 +503,9 @@ impl Delivery {
     /// Takes a finished send's result: settles its record unless shutdown
     /// interrupted it.
     fn finish(&mut self, window: &mut Window<Work>, done: Done, stopping: &mut bool) {
-        self.shared.delivery_metrics.in_flight.dec();
-        self.idle.push((done.connections, Instant::now()));
+        if let Some(checkout) = done.checkout {
+            self.shared.pool.give_back(checkout);
+        }
         match done.outcome {
             Outcome::Delivered | Outcome::DeadLettered => {
                 window.settle(done.index);
@@ -547,24 +514,6 @@ impl Delivery {
             // Not acknowledged: read again after the restart.
             Outcome::Cancelled => *stopping = true,
         }
-        self.spent_group.push(done.work);
-        if self.spent_group.len() >= SPENT_GROUP {
-            let group = std::mem::take(&mut self.spent_group);
-            self.free(group);
-        }
-    }
-
-    /// Hands records back to the reading thread to be freed there.
-    fn free(&self, items: Vec<Work>) {
-        // Reading stops only after delivery has, so this fails only at the end.
-        let _ = self.spent.send(items);
-    }
-
-    /// Idle shards are woken at least once per idle poll by their reading
-    /// side, so connections unused for long are dropped (and closed) here.
-    fn close_idle_connections(&mut self) {
-        self.idle
-            .retain(|(_, used)| used.elapsed() < IDLE_CONNECTION);
     }
 }
 

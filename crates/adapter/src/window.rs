@@ -169,7 +169,23 @@ impl<T> Window<T> {
                 }
             }
         }
+        self.shrink();
         newest
+    }
+
+    /// Gives back memory a burst left: a shard that once held a full
+    /// window and now holds a few records should not keep room for a
+    /// thousand, times every shard of the table.
+    fn shrink(&mut self) {
+        const ROOM: usize = 32;
+        let len = self.slots.len();
+        if self.slots.capacity() > 4 * len.max(ROOM) {
+            self.slots.shrink_to(2 * len.max(ROOM));
+        }
+        let keys = self.keys.len();
+        if self.keys.capacity() > 4 * keys.max(ROOM) {
+            self.keys.shrink_to(2 * keys.max(ROOM));
+        }
     }
 
     fn slot_mut(&mut self, index: u64) -> Option<&mut Slot<T>> {
@@ -181,6 +197,20 @@ impl<T> Window<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drained_window_gives_its_room_back() {
+        let mut window = Window::default();
+        for n in 0..1000 {
+            window.push(seq(n), Some(n), Some(n));
+        }
+        for (index, _) in drain(&mut window) {
+            window.settle(index);
+        }
+        assert_eq!(window.advance(), seq(999));
+        assert!(window.slots.capacity() <= 64, "{}", window.slots.capacity());
+        assert!(window.keys.capacity() <= 128, "{}", window.keys.capacity());
+    }
 
     fn seq(n: u64) -> Option<SequenceNumber> {
         SequenceNumber::parse(&format!("{n:021}"))

@@ -56,6 +56,9 @@ pub const DELIVERY_TIMEOUT: &str = "DELIVERY_TIMEOUT";
 /// The most events in flight per shard, 1 to 1000; records of one item are always sent one after another [default: 20].
 pub const DELIVERY_PARALLELISM: &str = "DELIVERY_PARALLELISM";
 
+/// The most connections to the sink, and so events in flight, across all shards, 1 to 10000 [default: 256].
+pub const DELIVERY_MAX_CONNECTIONS: &str = "DELIVERY_MAX_CONNECTIONS";
+
 /// ISO-8601 oldest a record may be when its delivery starts or is retried; older ones are dead-lettered as expired [default: no limit].
 pub const DELIVERY_MAX_RECORD_AGE: &str = "DELIVERY_MAX_RECORD_AGE";
 

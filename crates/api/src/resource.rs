@@ -399,6 +399,12 @@ pub struct DeliverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: Option<i32>,
+    /// The most connections to the sink, and so events in flight, all shards together (default
+    /// 256). Shards take turns for them. Each takes about 28 KB of the adapter's memory and a
+    /// file descriptor; raise it for a slow sink and a table with many shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_connections: Option<i32>,
     /// The oldest a record may be, an ISO-8601 duration such as PT6H (off by default). A
     /// record older than this when its delivery would start or be retried goes to the
     /// dead-letter sink with reason `expired` (without one, it is logged in full and counted)

@@ -477,6 +477,12 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
                 parallelism.to_string(),
             ));
         }
+        if let Some(connections) = delivery.max_connections {
+            vars.push(env(
+                adapter_env::DELIVERY_MAX_CONNECTIONS,
+                connections.to_string(),
+            ));
+        }
     }
     if let Some(dls) = &resolved.dead_letter_sink {
         vars.push(sink_env(
@@ -809,6 +815,22 @@ mod tests {
         assert_eq!(parallelism(spec), None);
         assert_eq!(
             parallelism(serde_json::json!({"arn": ARN, "sink": sink})),
+            None
+        );
+    }
+
+    #[test]
+    fn max_connections_reach_the_adapter_only_when_set() {
+        let connections = |spec: serde_json::Value| {
+            let env = env_of(&deployment(&source(spec), &resolved()));
+            value(&env, "DELIVERY_MAX_CONNECTIONS")
+        };
+        let sink = serde_json::json!({"uri": "http://display.shop.svc.cluster.local/"});
+        let spec =
+            serde_json::json!({"arn": ARN, "sink": sink, "delivery": {"maxConnections": 1000}});
+        assert_eq!(connections(spec).as_deref(), Some("1000"));
+        assert_eq!(
+            connections(serde_json::json!({"arn": ARN, "sink": sink})),
             None
         );
     }

@@ -43,8 +43,10 @@ struct Failure {
 pub struct Prepared {
     id: String,
     request: Result<Encoded, EncodeError>,
-    /// The event itself, kept only when a dead-letter sink may need it.
-    spare: Option<Event>,
+    /// The event itself, kept only when a dead-letter sink may need it;
+    /// boxed, as it is larger than the rest and every held record would
+    /// carry the room for it.
+    spare: Option<Box<Event>>,
     /// When the record was written (the event's `time`), for the record-age limit.
     created: Option<SystemTime>,
 }
@@ -144,7 +146,7 @@ impl Deliverer {
         let id = event.id().to_owned();
         let created = event.time().map(|t| SystemTime::from(*t));
         // Only a dead-letter sink needs the event again after encoding.
-        let spare = self.dead_letter.as_ref().map(|_| event.clone());
+        let spare = self.dead_letter.as_ref().map(|_| Box::new(event.clone()));
         Prepared {
             id,
             request: self.sink.prepare(event),
@@ -156,8 +158,8 @@ impl Deliverer {
     /// Delivers a prepared event to the sink, or to the dead-letter sink when
     /// the sink refuses it or retries are exhausted.
     ///
-    /// The event is borrowed: whoever prepared it frees it, on the thread
-    /// that allocated it (see the adapter's reading thread).
+    /// The event is borrowed, so it can be sent again after a restart of
+    /// its delivery; whoever prepared it frees it once it settled.
     ///
     /// A `Retry-After` in an answer also holds back `pacing`'s other sends.
     pub async fn send(
@@ -186,7 +188,7 @@ impl Deliverer {
                             status: None,
                             body: reason,
                         };
-                        self.dead_letter(connections, event.clone(), failure, cancel)
+                        self.dead_letter(connections, Event::clone(event), failure, cancel)
                             .await
                     }
                     None => Outcome::DeadLettered,
@@ -267,7 +269,7 @@ impl Deliverer {
         };
         match spare {
             Some(event) => {
-                self.dead_letter(connections, event.clone(), failure, cancel)
+                self.dead_letter(connections, Event::clone(event), failure, cancel)
                     .await
             }
             // Without a dead-letter sink only an expired record leaves the

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use aws_smithy_types::DateTime;
 use dynamodb_source_api::{EventName, PayloadFormat, StreamArn};
 use dynamodb_source_delivery::format;
-use dynamodb_source_stream::{AttributeValue, Item, SequenceNumber, StreamRecord, UserIdentity};
+use dynamodb_source_stream::{
+    AttributeValue, Image, Item, SequenceNumber, StreamRecord, UserIdentity,
+};
+use serde_json::value::RawValue;
 
 fn stream() -> StreamArn {
     "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-05-01T12:00:00.000"
@@ -81,11 +84,11 @@ fn record() -> StreamRecord {
             ("pk".to_owned(), s("order#1")),
             ("sk".to_owned(), n("42")),
         ])),
-        new_image: Some(image),
-        old_image: Some(Item::from([
+        new_image: Some(Image::from_item(&image)),
+        old_image: Some(Image::from_item(&Item::from([
             ("pk".to_owned(), s("order#1")),
             ("sk".to_owned(), n("42")),
-        ])),
+        ]))),
         sequence_number: SequenceNumber::parse("111100000000000000000000001").expect("digits"),
         size_bytes: Some(321),
         stream_view_type: Some("NEW_AND_OLD_IMAGES".to_owned()),
@@ -174,4 +177,34 @@ fn plain_rejects_a_number_json_cannot_carry() {
     )]));
     let err = format::render(PayloadFormat::Plain, &record, &stream()).expect_err("NaN");
     assert!(err.to_string().contains("Keys.pk"), "{err}");
+}
+
+/// An image in the API's own words, here with an attribute type this
+/// version does not know.
+fn image_as_sent(json: &str) -> Image {
+    Image::new(RawValue::from_string(json.to_owned()).expect("JSON")).expect("an object")
+}
+
+#[test]
+fn aws_format_passes_images_through_as_the_api_sent_them() {
+    let mut record = record();
+    let sent = r#"{"pk": {"S":"order#1"}, "embedding": {"VECTOR": [0.5, 1]}, "x": {"S":"\u00e9"}}"#;
+    record.new_image = Some(image_as_sent(sent));
+    let data = format::render(PayloadFormat::Aws, &record, &stream()).expect("renders");
+    let text = String::from_utf8(data).expect("utf-8");
+    assert!(text.contains(&format!(r#""NewImage":{sent}"#)), "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(value["dynamodb"]["NewImage"]["x"]["S"], "é");
+}
+
+#[test]
+fn formats_that_reshape_values_refuse_an_image_they_cannot_read() {
+    let mut record = record();
+    record.old_image = Some(image_as_sent(r#"{"embedding": {"VECTOR": [0.5, 1]}}"#));
+    for payload in [PayloadFormat::Plain, PayloadFormat::TriggerMesh] {
+        let error = format::render(payload, &record, &stream()).expect_err("unknown type");
+        let text = format!("{error}: {:?}", std::error::Error::source(&error));
+        assert!(text.starts_with("OldImage is not"), "{text}");
+        assert!(text.contains("VECTOR"), "{text}");
+    }
 }

@@ -27,4 +27,6 @@ pub use held::{DEFAULT_RECORDS_HELD, Held, RecordsHeld};
 pub use ids::{SequenceNumber, ShardId};
 pub use listing::{Listed, Listing};
 pub use read_size::{DEFAULT_BUDGET, ReadSize};
-pub use record::{AttributeValue, Item, MalformedRecord, StreamRecord, UserIdentity};
+pub use record::{
+    AttributeValue, Image, Item, MalformedRecord, NotAnObject, StreamRecord, UserIdentity,
+};

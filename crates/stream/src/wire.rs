@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::ids::SequenceNumber;
-use crate::record::{Item, MalformedRecord, StreamRecord, UserIdentity, to_millis};
+use crate::record::{Image, Item, MalformedRecord, StreamRecord, UserIdentity, to_millis};
 
 /// One GetRecords answer, its records not yet parsed.
 #[derive(Debug, Deserialize)]
@@ -56,8 +56,8 @@ struct WireChange {
     /// Epoch seconds, as the JSON protocol sends timestamps.
     approximate_creation_date_time: Option<f64>,
     keys: Option<Item>,
-    new_image: Option<Item>,
-    old_image: Option<Item>,
+    new_image: Option<Box<RawValue>>,
+    old_image: Option<Box<RawValue>>,
     sequence_number: Option<String>,
     size_bytes: Option<i64>,
     stream_view_type: Option<String>,
@@ -133,6 +133,13 @@ pub(crate) fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
             change.sequence_number
         )));
     };
+    let image = |json: Option<Box<RawValue>>, name: &str| {
+        json.map(Image::new)
+            .transpose()
+            .map_err(|e| malformed(format!("{name}: {e}")))
+    };
+    let new_image = image(change.new_image, "NewImage")?;
+    let old_image = image(change.old_image, "OldImage")?;
     Ok(StreamRecord {
         event_id,
         event_name,
@@ -143,8 +150,8 @@ pub(crate) fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
             .approximate_creation_date_time
             .map(|secs| to_millis(&DateTime::from_secs_f64(secs))),
         keys: change.keys,
-        new_image: change.new_image,
-        old_image: change.old_image,
+        new_image,
+        old_image,
         sequence_number,
         size_bytes: change.size_bytes,
         stream_view_type: change.stream_view_type,
@@ -217,7 +224,11 @@ mod tests {
                 kind: Some("Service".to_owned()),
             })
         );
-        let image = record.new_image.expect("image");
+        let image = record
+            .new_image
+            .expect("image")
+            .parse()
+            .expect("typed values");
         assert_eq!(
             image["n"],
             AttributeValue::N("12345678901234567890123456789012345678".to_owned())
@@ -264,8 +275,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_attribute_type_is_malformed_but_keeps_its_position() {
-        let json = WELL_FORMED.replace(r#"{"S": "two"}"#, r#"{"VECTOR": [1, 2]}"#);
+    fn unknown_attribute_type_in_the_keys_is_malformed_but_keeps_its_position() {
+        let json = WELL_FORMED.replace(
+            r#""Keys": {"pk": {"S": "a"}}"#,
+            r#""Keys": {"pk": {"VECTOR": [1, 2]}}"#,
+        );
         let err = record(&raw(&json)).expect_err("unknown type");
         assert!(err.reason.contains("VECTOR"), "{}", err.reason);
         assert_eq!(err.event_id.as_deref(), Some("e1"));
@@ -276,8 +290,31 @@ mod tests {
     }
 
     #[test]
+    fn images_are_kept_as_sent_and_checked_when_parsed() {
+        let json = WELL_FORMED.replace(r#"{"S": "two"}"#, r#"{"VECTOR": [1, 2]}"#);
+        let record = record(&raw(&json)).expect("images are not parsed when read");
+        let image = record.new_image.expect("image");
+        assert!(image.json().get().contains(r#"{"VECTOR": [1, 2]}"#));
+        let err = image.parse().expect_err("unknown type");
+        assert!(err.to_string().contains("VECTOR"), "{err}");
+    }
+
+    #[test]
+    fn an_image_that_is_not_an_object_is_malformed() {
+        let json = WELL_FORMED.replace(r#""NewImage": {"#, r#""NewImage": "text", "Was": {"#);
+        let err = record(&raw(&json)).expect_err("not an object");
+        assert!(err.reason.starts_with("NewImage: "), "{}", err.reason);
+        assert!(err.reason.contains("\"text\""), "{}", err.reason);
+        assert_eq!(err.event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
     fn bad_base64_and_bad_sequence_numbers_are_malformed() {
-        let err = record(&raw(&WELL_FORMED.replace("AAEC", "not base64!"))).expect_err("bad B");
+        let json = WELL_FORMED.replace(
+            r#""Keys": {"pk": {"S": "a"}}"#,
+            r#""Keys": {"pk": {"B": "not base64!"}}"#,
+        );
+        let err = record(&raw(&json)).expect_err("bad B");
         assert!(err.reason.contains("not a stream record"), "{}", err.reason);
         let err = record(&raw(&WELL_FORMED.replace("000000000000000000001", "12ab")))
             .expect_err("bad sequence number");

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
-use super::FormatError;
-use super::aws::envelope;
+use super::aws::{Images, envelope};
+use super::{FormatError, parsed_images};
 
 /// Whether `text` is a number in JSON's grammar (DynamoDB's own form always is).
 pub(crate) fn is_json_number(text: &str) -> bool {
@@ -113,8 +113,8 @@ impl Serialize for PlainItem<'_> {
     }
 }
 
-/// The first number in the record that JSON cannot carry, for a precise error.
-fn first_bad_number(record: &StreamRecord) -> Option<(String, String)> {
+/// The first number that JSON cannot carry, for a precise error.
+fn first_bad_number(images: &[(&str, Option<&Item>)]) -> Option<(String, String)> {
     fn walk(path: String, value: &AttributeValue) -> Option<(String, String)> {
         match value {
             AttributeValue::N(n) if !is_json_number(n) => Some((path, n.clone())),
@@ -130,25 +130,31 @@ fn first_bad_number(record: &StreamRecord) -> Option<(String, String)> {
             _ => None,
         }
     }
-    [
-        ("Keys", &record.keys),
-        ("NewImage", &record.new_image),
-        ("OldImage", &record.old_image),
-    ]
-    .into_iter()
-    .filter_map(|(name, image)| image.as_ref().map(|i| (name, i)))
-    .find_map(|(name, image)| {
-        image
-            .iter()
-            .find_map(|(k, v)| walk(format!("{name}.{k}"), v))
-    })
+    images
+        .iter()
+        .filter_map(|(name, image)| image.map(|i| (name, i)))
+        .find_map(|(name, image)| {
+            image
+                .iter()
+                .find_map(|(k, v)| walk(format!("{name}.{k}"), v))
+        })
 }
 
 pub fn render(record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, FormatError> {
-    if let Some((path, value)) = first_bad_number(record) {
+    let [new_image, old_image] = parsed_images(record)?;
+    if let Some((path, value)) = first_bad_number(&[
+        ("Keys", record.keys.as_ref()),
+        ("NewImage", new_image.as_ref()),
+        ("OldImage", old_image.as_ref()),
+    ]) {
         return Err(FormatError::Number { path, value });
     }
-    serde_json::to_vec(&envelope(record, stream, PlainItem)).map_err(FormatError::Json)
+    let images = Images {
+        keys: record.keys.as_ref().map(PlainItem),
+        new_image: new_image.as_ref().map(PlainItem),
+        old_image: old_image.as_ref().map(PlainItem),
+    };
+    serde_json::to_vec(&envelope(record, stream, images)).map_err(FormatError::Json)
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use dynamodb_source_stream::{AttributeValue, Item, StreamRecord};
 
+use super::{FormatError, parsed_images};
+
 /// A JSON writer with Go's `encoding/json` string escaping.
 struct GoJson {
     out: String,
@@ -141,7 +143,8 @@ fn go_time(time: &aws_smithy_types::DateTime) -> Option<String> {
     }
 }
 
-pub fn render(record: &StreamRecord) -> Vec<u8> {
+pub fn render(record: &StreamRecord) -> Result<Vec<u8>, FormatError> {
+    let [new_image, old_image] = parsed_images(record)?;
     let mut json = GoJson {
         out: String::with_capacity(512),
     };
@@ -161,9 +164,9 @@ pub fn render(record: &StreamRecord) -> Vec<u8> {
     json.key(false, "Keys");
     json.item(record.keys.as_ref());
     json.key(false, "NewImage");
-    json.item(record.new_image.as_ref());
+    json.item(new_image.as_ref());
     json.key(false, "OldImage");
-    json.item(record.old_image.as_ref());
+    json.item(old_image.as_ref());
     json.key(false, "SequenceNumber");
     json.string(record.sequence_number.as_str());
     json.key(false, "SizeBytes");
@@ -195,7 +198,7 @@ pub fn render(record: &StreamRecord) -> Vec<u8> {
         None => json.raw("null"),
     }
     json.raw("}");
-    json.out.into_bytes()
+    Ok(json.out.into_bytes())
 }
 
 #[cfg(test)]

@@ -1,0 +1,132 @@
+//! Connections to the sink, shared by every shard's deliveries and bounded
+//! in number.
+//!
+//! Each send holds one connection (HTTP/1.1 carries one request at a time),
+//! so the bound is also the most events in flight across all shards. Shards
+//! once kept connections of their own, up to their parallelism each: 300
+//! shards opened 6,000 connections to one sink, and their buffers (about
+//! 28 KB each, most of it hyper's read and write buffers) were nearly all of
+//! the adapter's memory. Sharing them lets a busy shard use what idle ones
+//! do not, and the bound keeps memory and the sink's connection count
+//! independent of how many shards the table has.
+//!
+//! The wait for a connection is fair (first come, first served), so shards
+//! take turns when the bound is reached. The most recently used idle
+//! connection is taken first, so the ones left idle age and are closed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connections to the sink at most, by default: enough for the adapter's
+/// CPU at a 10 ms sink (25,600 events/s), a few megabytes of buffers.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// An idle connection is closed after this long unused.
+const IDLE_CONNECTION: Duration = Duration::from_secs(30);
+
+/// A pool of `C`: the delivery's connections to the sink and, opened on
+/// first use, to the dead-letter sink.
+pub(crate) struct ConnectionPool<C> {
+    permits: Arc<Semaphore>,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<VecDeque<(C, Instant)>>,
+}
+
+/// A connection taken from the pool; [`ConnectionPool::give_back`] returns it.
+pub(crate) struct Checkout<C> {
+    pub connections: C,
+    /// `None` only if the semaphore were closed, which it never is.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<C> ConnectionPool<C> {
+    pub(crate) fn new(max: usize) -> Self {
+        ConnectionPool {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A connection, once fewer than the bound are in use: an idle one, or
+    /// one from `open` (which connects on its first request).
+    pub(crate) async fn take(&self, open: impl FnOnce() -> C) -> Checkout<C> {
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let idle = self.lock().pop_back().map(|(connections, _)| connections);
+        Checkout {
+            connections: idle.unwrap_or_else(open),
+            _permit: permit,
+        }
+    }
+
+    /// Returns a connection for the next send to use, and closes those
+    /// left unused for too long.
+    pub(crate) fn give_back(&self, checkout: Checkout<C>) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        idle.push_back((checkout.connections, now));
+        expire(&mut idle, now);
+    }
+
+    /// Closes connections unused for too long. Deliveries call it as they
+    /// go, and idle shards are woken at least once per idle poll, so a pool
+    /// nobody sends on still closes its connections.
+    pub(crate) fn close_idle(&self) {
+        expire(&mut self.lock(), Instant::now());
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(C, Instant)>> {
+        // A panic while holding the lock cannot leave the list inconsistent.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn expire<C>(idle: &mut VecDeque<(C, Instant)>, now: Instant) {
+    while let Some((_, used)) = idle.front() {
+        if now.duration_since(*used) < IDLE_CONNECTION {
+            break;
+        }
+        idle.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bound_holds_and_a_returned_connection_is_used_again() {
+        let pool = ConnectionPool::new(2);
+        let a = pool.take(|| "a").await;
+        let b = pool.take(|| "b").await;
+        let third = pool.take(|| "c");
+        tokio::pin!(third);
+        assert!(
+            futures::poll!(third.as_mut()).is_pending(),
+            "a third connection waits while two are in use"
+        );
+        pool.give_back(a);
+        let third = third.await;
+        assert_eq!(third.connections, "a", "the idle one is taken, none opened");
+        pool.give_back(b);
+        pool.give_back(third);
+        assert_eq!(
+            pool.take(|| "new").await.connections,
+            "a",
+            "the most recently used first"
+        );
+    }
+
+    #[test]
+    fn connections_unused_for_long_are_closed() {
+        let now = Instant::now();
+        let Some(long_ago) = now.checked_sub(IDLE_CONNECTION + Duration::from_secs(1)) else {
+            return;
+        };
+        let mut idle = VecDeque::from([("old", long_ago), ("recent", now)]);
+        expire(&mut idle, now);
+        assert_eq!(idle.iter().map(|(c, _)| *c).collect::<Vec<_>>(), ["recent"]);
+    }
+}
