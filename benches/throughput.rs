@@ -59,10 +59,12 @@ const KEYS: usize = 100;
 const KEYS_WITH_LATENCY: usize = 500;
 /// Bytes of payload per `small` item, besides its key and a number.
 const PADDING: usize = 200;
-/// The adapter's defaults: events in flight per shard, and records held by
-/// all shards together (each event in flight is one of them).
+/// The adapter's defaults: events in flight per shard, records held by all
+/// shards together (each event in flight is one of them), and connections
+/// to the sink, one per event in flight, all shards together.
 const PARALLELISM: usize = 20;
 const RECORDS_HELD: usize = 2000;
+const MAX_CONNECTIONS: usize = 256;
 /// A latency scenario's records by default: this long at its ceiling.
 const LATENCY_RUN: Duration = Duration::from_secs(10);
 
@@ -128,9 +130,12 @@ impl Scenario {
         )
     }
 
-    /// Events in flight at most: per shard, and never more than held.
+    /// Events in flight at most: per shard, never more than held, nor than
+    /// the connections.
     fn in_flight(&self) -> usize {
-        (self.parallelism * self.shards).min(RECORDS_HELD)
+        (self.parallelism * self.shards)
+            .min(RECORDS_HELD)
+            .min(MAX_CONNECTIONS)
     }
 
     /// Events per second concurrency allows against the sink's latency.
@@ -837,7 +842,7 @@ fn print_against_ceiling(results: &[&Measured]) {
     println!(
         "\ne2e: from spawning the adapter until the sink answered the last event; steady: first to last answer;\n\
          held: how long the sink actually held a request, on average (a sleep ends on a millisecond tick or later);\n\
-         ceiling: events in flight at most (DELIVERY_PARALLELISM per shard, at most the {RECORDS_HELD} records held) / the sink's latency;\n\
+         ceiling: events in flight at most (DELIVERY_PARALLELISM per shard, at most the {RECORDS_HELD} records held and {MAX_CONNECTIONS} connections) / the sink's latency;\n\
          in flight: requests the sink held at once at most, of that bound; RSS half/peak: the adapter's RSS when half the events\n\
          were answered, and its peak (VmHWM); CPU/event: the adapter's CPU time per event (us), start-up included;\n\
          peers CPU/event: the sink's and the fake's (this process); GetRecords: calls the fake answered."
