@@ -3,6 +3,7 @@
 //! behind the stream it is and what it delivered, refreshed every
 //! `SUMMARY_INTERVAL`; while the sink fails, it says since when.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,15 +40,23 @@ async fn config_map(prefix: &str) -> (Api<ConfigMap>, String) {
     (api, ns)
 }
 
-fn in_cluster(env: AdapterEnv, ns: &str) -> AdapterEnv {
-    env.unset("CHECKPOINT_FILE")
-        .set("CHECKPOINT_CONFIGMAP", CONFIG_MAP)
-        .set("CHECKPOINT_NAMESPACE", ns)
-        .set(
-            "KUBECONFIG",
-            cluster::shared().kubeconfig.display().to_string(),
-        )
-        .set("SUMMARY_INTERVAL", "PT1S")
+/// The adapter's settings for `sink` and the fake's `orders` table, with
+/// its checkpoint (and so its summary) in a ConfigMap of `ns`.
+fn in_cluster(sink: &Receiver, fake: &FakeStreams, dir: &Path, ns: &str) -> AdapterEnv {
+    AdapterEnv::new(
+        &sink.url,
+        &fake.table_arn("orders"),
+        &fake.endpoint,
+        &dir.join("unused.json"),
+    )
+    .unset("CHECKPOINT_FILE")
+    .set("CHECKPOINT_CONFIGMAP", CONFIG_MAP)
+    .set("CHECKPOINT_NAMESPACE", ns)
+    .set(
+        "KUBECONFIG",
+        cluster::shared().kubeconfig.display().to_string(),
+    )
+    .set("SUMMARY_INTERVAL", "PT1S")
 }
 
 /// The summary the ConfigMap holds now, once `ready` accepts it.
@@ -74,15 +83,7 @@ async fn the_summary_sits_next_to_the_checkpoint_and_counts_what_was_delivered()
     let written = fake.append(&shard, (0..6).map(|i| Change::insert(format!("k{i}"), i)));
     let sink = Receiver::accepting().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = in_cluster(
-        AdapterEnv::new(
-            &sink.url,
-            &fake.table_arn("orders"),
-            &fake.endpoint,
-            &dir.path().join("unused.json"),
-        ),
-        &ns,
-    );
+    let env = in_cluster(&sink, &fake, dir.path(), &ns);
     let mut adapter = AdapterProcess::spawn(&env, dir.path());
     adapter.wait_ready().await;
 
@@ -146,17 +147,9 @@ async fn a_failing_sink_is_dated_in_the_summary_and_cleared_once_it_acknowledges
         .await
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = in_cluster(
-        AdapterEnv::new(
-            &sink.url,
-            &fake.table_arn("orders"),
-            &fake.endpoint,
-            &dir.path().join("unused.json"),
-        ),
-        &ns,
-    )
-    .set("DELIVERY_BACKOFF_DELAY", "PT0.2S")
-    .set("DELIVERY_BACKOFF_POLICY", "linear");
+    let env = in_cluster(&sink, &fake, dir.path(), &ns)
+        .set("DELIVERY_BACKOFF_DELAY", "PT0.2S")
+        .set("DELIVERY_BACKOFF_POLICY", "linear");
     let mut adapter = AdapterProcess::spawn(&env, dir.path());
     adapter.wait_ready().await;
 
