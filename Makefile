@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test venv lint unit bench crd docs image-binary
+.PHONY: demo test venv lint unit bench crd docs image-binary image
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/peers/requirements.txt
@@ -48,3 +48,8 @@ docs:
 # The release binary the container image ships (static; what the Dockerfile builds).
 image-binary:
 	scripts/build-static
+
+# The image, built offline from the Dockerfile with buildah from that binary:
+# target/image/dynamodb-source.tar (docker-archive), its digest on stdout.
+image: image-binary
+	scripts/build-image
