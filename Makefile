@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The commands of the README: `make demo`, `make test`, and `make demo-cluster` (root).
 SHELL := /bin/bash
 VENV := .venv
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test venv lint unit bench crd docs image-binary image
+.PHONY: demo demo-cluster test venv lint unit bench crd docs image-binary image
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/peers/requirements.txt
@@ -13,6 +13,11 @@ $(VENV)/.installed: tests/peers/requirements.txt
 
 demo:
 	scripts/demo
+
+# The operator on a local control plane with a real node (root): the chart, the image built
+# from this checkout, a sample source against moto, events shown. KEEP=1 leaves it running.
+demo-cluster: venv
+	scripts/demo-cluster $(if $(filter 1,$(KEEP)),--keep)
 
 lint:
 	cargo fmt --all -- --check
