@@ -423,6 +423,17 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
         "the sample Secret's key"
     );
 
+    // `kubectl logs` reaches the kubelet; the image has no CA bundle, and the
+    // binary does not go looking for one (its roots are compiled in).
+    let logs = cluster.kubectl(&[
+        "logs",
+        "-n",
+        &ns,
+        &format!("deployment/{}", adapter_name(&source_name)),
+    ]);
+    assert!(logs.contains("adapter started"), "{logs}");
+    assert!(!logs.contains("root CA certificates"), "{logs}");
+
     // Writes become CloudEvents, parsed by the SDK.
     moto.python(&["workload", "orders", "4", "12", "1"]);
     let written = stream_ids(&moto, "orders").await;
