@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The commands of the README: `make demo`, `make test`, and `make demo-cluster` (root).
 SHELL := /bin/bash
 VENV := .venv
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test venv lint unit bench crd docs image-binary
+.PHONY: demo demo-cluster test venv lint unit bench crd docs image-binary image
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/peers/requirements.txt
@@ -13,6 +13,11 @@ $(VENV)/.installed: tests/peers/requirements.txt
 
 demo:
 	scripts/demo
+
+# The operator on a local control plane with a real node (root): the chart, the image built
+# from this checkout, a sample source against moto, events shown. KEEP=1 leaves it running.
+demo-cluster: venv
+	scripts/demo-cluster $(if $(filter 1,$(KEEP)),--keep)
 
 lint:
 	cargo fmt --all -- --check
@@ -25,6 +30,9 @@ test: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	tests/cluster/up --build-only
+	@# The real node's kubelet, pause image and Debian packages (root only: elsewhere the
+	@# real-node tests say they are skipped).
+	if [ "$$(id -u)" = 0 ]; then tests/cluster/up --build-only --node=real; fi
 	tests/cluster/helm --build-only
 	scripts/build-static >/dev/null
 	set -o pipefail; DYNAMODB_SOURCE_VENV=$(CURDIR)/$(VENV) \
@@ -45,3 +53,8 @@ docs:
 # The release binary the container image ships (static; what the Dockerfile builds).
 image-binary:
 	scripts/build-static
+
+# The image, built offline from the Dockerfile with buildah from that binary:
+# target/image/dynamodb-source.tar (docker-archive), its digest on stdout.
+image: image-binary
+	scripts/build-image

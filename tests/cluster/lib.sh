@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # variables are used by the scripts that source this file
-# Shared helpers for tests/cluster/{up,down,smoke}. Sourced, not executed.
+# Shared helpers for tests/cluster/{up,down,smoke,node-deps}. Sourced, not executed.
 
 CLUSTER_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Marker file that identifies a directory created by `up` (down refuses anything else).
 CLUSTER_MARKER=.dynamodb-source-cluster
 # Start order; down stops in reverse.
-CLUSTER_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+CLUSTER_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok containerd kubelet)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }

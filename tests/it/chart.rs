@@ -52,7 +52,7 @@ fn helm(args: &[&str], kubeconfig: Option<&Path>) -> Output {
     command.output().expect("helm runs")
 }
 
-fn helm_ok(args: &[&str], kubeconfig: Option<&Path>) -> String {
+pub(crate) fn helm_ok(args: &[&str], kubeconfig: Option<&Path>) -> String {
     let out = helm(args, kubeconfig);
     assert!(
         out.status.success(),

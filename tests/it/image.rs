@@ -104,32 +104,80 @@ fn build_output(stage: &[Instruction]) -> String {
         .to_string()
 }
 
+/// The stage a stage name or `FROM` argument names: `(FROM args, body)`.
+fn stage_named<'a>(
+    stages: &'a [(String, Vec<Instruction>)],
+    name: &str,
+) -> &'a (String, Vec<Instruction>) {
+    stages
+        .iter()
+        .find(|(from, _)| stage_name(from).as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("a stage named {name}: {stages:?}"))
+}
+
+/// The `AS name` of a `FROM` line.
+fn stage_name(from: &str) -> Option<String> {
+    from.split_whitespace()
+        .skip_while(|w| !w.eq_ignore_ascii_case("AS"))
+        .nth(1)
+        .map(str::to_owned)
+}
+
+/// The words of a COPY without its `--flags`.
+fn copy_paths(copy: &Instruction) -> Vec<&str> {
+    copy.args
+        .split_whitespace()
+        .filter(|w| !w.starts_with("--"))
+        .collect()
+}
+
 #[test]
 fn the_image_runs_the_binary_the_script_builds_as_a_numeric_non_root_user() {
     let dockerfile = read("Dockerfile");
     let all = instructions(&dockerfile);
     let stages = stages(&all);
-    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
-    let (build_from, build) = &stages[0];
     let (_, last) = stages.last().expect("a final stage");
-    let build_name = build_from
-        .split_whitespace()
-        .skip_while(|w| !w.eq_ignore_ascii_case("AS"))
-        .nth(1)
-        .expect("the build stage is named (FROM ... AS name)");
 
-    // The build stage builds with the script, and the final stage copies its output.
+    // `build` compiles with the script; `prebuilt` takes what the script built outside
+    // (its default output) from the context; `binary` is one of them (BINARY_FROM, `build`
+    // by default), and the final stage copies the binary from it.
+    let (build_from, build) = stage_named(&stages, "build");
     let out = build_output(build);
+    assert!(
+        build_from.starts_with("${RUST_IMAGE}"),
+        "the build stage runs in the Rust image: {build_from}"
+    );
+    let (prebuilt_from, prebuilt) = stage_named(&stages, "prebuilt");
+    assert!(
+        prebuilt_from.starts_with("scratch"),
+        "nothing to pull: {prebuilt_from}"
+    );
+    let copy = prebuilt
+        .iter()
+        .find(|i| i.keyword == "COPY")
+        .expect("the prebuilt stage copies the binary");
+    assert_eq!(
+        copy_paths(copy),
+        ["target/image/dynamodb-source", out.as_str()],
+        "the prebuilt stage copies scripts/build-static's default output to where the build stage puts it"
+    );
+    let (binary_from, _) = stage_named(&stages, "binary");
+    assert!(binary_from.starts_with("${BINARY_FROM}"), "{binary_from}");
+    assert_eq!(
+        arg_default(&all, "BINARY_FROM").as_deref(),
+        Some("build"),
+        "a plain `docker build .` compiles"
+    );
     let copy = last
         .iter()
-        .find(|i| i.keyword == "COPY" && i.args.contains(&format!("--from={build_name}")))
-        .expect("the final stage copies from the build stage");
-    let words: Vec<&str> = copy
-        .args
-        .split_whitespace()
-        .filter(|w| !w.starts_with("--"))
-        .collect();
-    assert_eq!(words, [out.as_str(), IMAGE_BINARY], "COPY {}", copy.args);
+        .find(|i| i.keyword == "COPY" && i.args.contains("--from=binary"))
+        .expect("the final stage copies from the binary stage");
+    assert_eq!(
+        copy_paths(copy),
+        [out.as_str(), IMAGE_BINARY],
+        "COPY {}",
+        copy.args
+    );
 
     // Exec-form entrypoint (no shell in the image), the binary's subcommand given by the
     // manifests' args; no CMD, so `args: [controller]` is the whole command line.
@@ -146,19 +194,27 @@ fn the_image_runs_the_binary_the_script_builds_as_a_numeric_non_root_user() {
     );
 
     // A numeric user: the adapter's pod sets runAsNonRoot without runAsUser, which the
-    // kubelet can only verify for a numeric USER.
+    // kubelet can only verify for a numeric USER (and scratch has no /etc/passwd).
     let user = last.iter().rfind(|i| i.keyword == "USER").expect("a USER");
     assert_eq!(user.args, format!("{IMAGE_UID}:{IMAGE_UID}"));
 
-    // A static binary needs no libc: the final base is a "static" distroless image.
+    // A static binary needs no libc and no file of a base image: the final stage is
+    // scratch plus the binary, and runs nothing (so it builds offline).
     let script = read("scripts/build-static");
-    let base = last_from_image(&all, stages.last().map(|(from, _)| from.as_str()).unwrap());
     assert!(
-        script.contains("+crt-static") && base.contains("distroless/static"),
-        "the script links statically ({}), the final image must be distroless/static: {base}",
-        script.contains("+crt-static")
+        script.contains("+crt-static"),
+        "the script links statically"
     );
-    assert!(base.ends_with(":nonroot"), "{base}");
+    let (final_from, _) = stages.last().unwrap();
+    assert_eq!(final_from.split_whitespace().next(), Some("scratch"));
+    let copies: Vec<&Instruction> = last.iter().filter(|i| i.keyword == "COPY").collect();
+    assert_eq!(copies.len(), 1, "only the binary: {copies:?}");
+    for i in last {
+        assert!(
+            ["ARG", "LABEL", "COPY", "USER", "ENTRYPOINT"].contains(&i.keyword.as_str()),
+            "the final stage must not need a runtime: {i:?}"
+        );
+    }
 
     // OCI labels, with the licence of Cargo.toml.
     let labels: String = last
@@ -184,15 +240,6 @@ fn the_image_runs_the_binary_the_script_builds_as_a_numeric_non_root_user() {
     assert!(
         cargo.contains("license = \"Apache-2.0\"") && labels.contains("licenses=\"Apache-2.0\"")
     );
-}
-
-/// The image reference a `FROM` uses, with `${ARG}` replaced by its default.
-fn last_from_image(all: &[Instruction], from: &str) -> String {
-    let image = from.split_whitespace().next().expect("FROM image");
-    match image.strip_prefix("${").and_then(|s| s.strip_suffix('}')) {
-        Some(arg) => arg_default(all, arg).unwrap_or_else(|| panic!("ARG {arg} has a default")),
-        None => image.to_owned(),
-    }
 }
 
 #[test]
@@ -281,7 +328,12 @@ fn the_build_context_holds_every_workspace_member_and_target() {
         assert!(included(path), ".dockerignore leaves out {path}");
         assert!(repo_path(path).exists(), "{path} does not exist");
     }
-    // Nothing of the outputs or local state.
+    // The prebuilt binary (`BINARY_FROM=prebuilt`), and nothing else of the outputs or
+    // local state.
+    assert!(
+        included("target/image/dynamodb-source"),
+        ".dockerignore leaves out the prebuilt binary"
+    );
     for path in ["target", ".venv", ".git", "tests"] {
         assert!(!included(path), ".dockerignore lets {path} in");
     }
@@ -436,4 +488,101 @@ async fn the_image_binary_is_static_and_resolves_localhost_when_built() {
         delivered[0].header("ce-type"),
         Some("com.amazon.dynamodb.stream_record")
     );
+}
+
+/// Builds the image with `scripts/build-image` (buildah, offline) from `context`; returns
+/// the manifest digest it printed.
+fn build_image(context: &Path, archive: &Path) -> String {
+    let out = Command::new(repo_path("scripts/build-image"))
+        .arg("--context")
+        .arg(context)
+        .arg("--archive")
+        .arg(archive)
+        .args(["--tag", "localhost/dynamodb-source:repro"])
+        .output()
+        .expect("scripts/build-image runs");
+    assert!(
+        out.status.success(),
+        "scripts/build-image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "a digest: {digest:?}");
+    digest
+}
+
+/// The image the Dockerfile makes, built here where no base image can be pulled: it
+/// builds, holds only the binary (as root-owned, read-only executable), runs as
+/// 65532:65532, and the same binary gives the same digest wherever and whenever it is
+/// built.
+#[test]
+fn the_image_builds_offline_from_the_prebuilt_binary_and_is_reproducible() {
+    let binary = repo_path("target/image/dynamodb-source");
+    if let Some(reason) = crate::support::node::cannot_build_images() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    assert!(
+        binary.exists(),
+        "{} not built (make image-binary; make test builds it)",
+        binary.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = build_image(&repo_path(""), &dir.path().join("first.tar"));
+
+    // Another context (another path, fresh file times) holding only the Dockerfile and
+    // the same binary: the same digest.
+    let context = dir.path().join("context");
+    std::fs::create_dir_all(context.join("target/image")).expect("mkdir");
+    std::fs::copy(repo_path("Dockerfile"), context.join("Dockerfile")).expect("copy");
+    std::fs::copy(&binary, context.join("target/image/dynamodb-source")).expect("copy");
+    let second = build_image(&context, &dir.path().join("second.tar"));
+    assert_eq!(first, second, "same binary, same image digest");
+
+    // What the archive holds: one layer with only the binary; the config's user and
+    // entrypoint.
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("mkdir");
+    let tar = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("tar").args(args).output().expect("tar runs");
+        assert!(out.status.success(), "tar {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tar(&[
+        "-xf".as_ref(),
+        dir.path().join("first.tar").as_os_str(),
+        "-C".as_ref(),
+        unpacked.as_os_str(),
+    ]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(unpacked.join("manifest.json")).expect("manifest.json"),
+    )
+    .expect("JSON");
+    let layers = manifest[0]["Layers"].as_array().expect("Layers");
+    assert_eq!(layers.len(), 1, "one layer: {manifest}");
+    let layer = unpacked.join(layers[0].as_str().expect("a layer path"));
+    let listing = tar(&[
+        "-tvf".as_ref(),
+        layer.as_os_str(),
+        "--numeric-owner".as_ref(),
+    ]);
+    let entries: Vec<&str> = listing.lines().collect();
+    assert_eq!(entries.len(), 1, "only the binary in the image: {listing}");
+    assert!(
+        entries[0].starts_with("-r-xr-xr-x 0/0 ") && entries[0].ends_with(" dynamodb-source"),
+        "{listing}"
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(unpacked.join(manifest[0]["Config"].as_str().expect("Config")))
+            .expect("config"),
+    )
+    .expect("JSON");
+    assert_eq!(config["config"]["User"], format!("{IMAGE_UID}:{IMAGE_UID}"));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!([IMAGE_BINARY])
+    );
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+    let size = std::fs::metadata(&layer).expect("layer").len();
+    eprintln!("image {first}: one layer of {size} bytes");
 }

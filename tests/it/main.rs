@@ -24,4 +24,5 @@ mod crd_admission;
 mod demo;
 mod iam_policy;
 mod image;
+mod real_node;
 mod support;

@@ -35,6 +35,16 @@ pub(crate) struct Resolved {
     pub image: String,
     pub sink: Url,
     pub dead_letter_sink: Option<Url>,
+    /// [`secrets_digest`] of the Secret values the adapter reads, if it reads any.
+    pub secrets_digest: Option<String>,
+}
+
+/// One value of a Secret the source refers to, as read from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecretValue {
+    pub secret: String,
+    pub key: String,
+    pub value: Vec<u8>,
 }
 
 fn owner(source: &AWSDynamoDBSource) -> Option<OwnerReference> {
@@ -150,6 +160,10 @@ pub(crate) fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
         }]),
     }
 }
+
+/// On the adapter's pod template: a digest of every Secret value the adapter
+/// reads (see [`secrets_digest`]).
+pub(crate) const SECRETS_ANNOTATION: &str = "sources.triggermesh.io/secrets-digest";
 
 /// On the adapter's pod template when a sink URL has userinfo: the sinks
 /// without it (see `pod_annotations`).
@@ -326,14 +340,68 @@ fn sink_env(name: &str, url: &Url, names: &Names, key: &str) -> EnvVar {
     }
 }
 
+/// The digest the pod template carries of what the adapter reads from
+/// Secrets: the referenced keys of the user's Secrets (`referenced`, as read)
+/// and the controller's own credentials Secret (literal credentials, sink URLs
+/// with userinfo). The kubelet resolves `secretKeyRef` variables only when a
+/// container starts, and a change of a Secret does not roll a Deployment, so
+/// without it a rotated key would reach the adapter only at its next restart;
+/// with it, the controller's next reconciliation rolls the adapter. Hex
+/// SHA-256 over the values sorted by Secret and key, every field length
+/// prefixed; `None` when the adapter reads no Secret (no annotation at all).
+pub(crate) fn secrets_digest(
+    source: &AWSDynamoDBSource,
+    resolved: &Resolved,
+    referenced: &[SecretValue],
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let ours = Names::of(&source.name_any()).credentials;
+    let own = credentials_secret(source, resolved)
+        .and_then(|secret| secret.string_data)
+        .unwrap_or_default();
+    let mut values: Vec<(&str, &str, &[u8])> = referenced
+        .iter()
+        .map(|v| (v.secret.as_str(), v.key.as_str(), v.value.as_slice()))
+        .chain(
+            own.iter()
+                .map(|(key, value)| (ours.as_str(), key.as_str(), value.as_bytes())),
+        )
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort();
+    values.dedup();
+    let mut hasher = Sha256::new();
+    for (secret, key, value) in values {
+        for field in [secret.as_bytes(), key.as_bytes(), value] {
+            hasher.update((field.len() as u64).to_be_bytes());
+            hasher.update(field);
+        }
+    }
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(7 + 2 * digest.len());
+    hex.push_str("sha256:");
+    for byte in digest.iter() {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    Some(hex)
+}
+
 /// A sink URL with userinfo reaches the adapter through the credentials
 /// Secret, and a change of a Secret does not roll a Deployment: the sinks'
 /// addresses without userinfo go on the pod template instead, so a new host
-/// or path still rolls the adapter.
+/// or path still rolls the adapter. The digest of the Secret values the
+/// adapter reads rolls it when one of them changes.
 fn pod_annotations(
     mut annotations: Option<BTreeMap<String, String>>,
     resolved: &Resolved,
 ) -> Option<BTreeMap<String, String>> {
+    if let Some(digest) = &resolved.secrets_digest {
+        annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(SECRETS_ANNOTATION.to_owned(), digest.clone());
+    }
     let sinks: Vec<&Url> = std::iter::once(&resolved.sink)
         .chain(resolved.dead_letter_sink.as_ref())
         .collect();
@@ -700,6 +768,7 @@ mod tests {
             image: "registry.example/dynamodb-source:1.0".to_owned(),
             sink: Url::parse("http://display.shop.svc.cluster.local/").expect("url"),
             dead_letter_sink: None,
+            secrets_digest: None,
         }
     }
 
@@ -1098,5 +1167,97 @@ mod tests {
             Some(&["awsdynamodbsource-orders-checkpoint".to_owned()][..])
         );
         assert_eq!(rules[0].verbs, vec!["get", "update", "patch"]);
+    }
+
+    fn template_annotation(deployment: &Deployment, name: &str) -> Option<String> {
+        deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(name).cloned())
+    }
+
+    #[test]
+    fn a_changed_secret_value_changes_the_pod_template_and_nothing_else_does() {
+        let referencing = source(serde_json::json!({
+            "arn": "arn:aws:dynamodb:us-west-2:123456789012:table/orders",
+            "sink": {"uri": "http://display.shop.svc.cluster.local/"},
+            "auth": {"credentials": {
+                "accessKeyID": {"valueFromSecret": {"name": "aws", "key": "id"}},
+                "secretAccessKey": {"valueFromSecret": {"name": "aws", "key": "secret"}},
+            }},
+        }));
+        let value = |key: &str, value: &str| SecretValue {
+            secret: "aws".to_owned(),
+            key: key.to_owned(),
+            value: value.as_bytes().to_vec(),
+        };
+        let built = |values: &[SecretValue]| {
+            let mut resolved = resolved();
+            resolved.secrets_digest = secrets_digest(&referencing, &resolved, values);
+            deployment(&referencing, &resolved)
+        };
+        let before = built(&[value("id", "AKIA1"), value("secret", "s1")]);
+        let digest = template_annotation(&before, SECRETS_ANNOTATION).expect("a digest");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 7 + 64,
+            "{digest}"
+        );
+        assert!(!digest.contains("AKIA1") && !digest.contains("s1"));
+
+        // The same values in another order: the same template (no needless roll).
+        let same = built(&[value("secret", "s1"), value("id", "AKIA1")]);
+        assert_eq!(before.spec, same.spec);
+        // A rotated key: another digest, so the Deployment rolls.
+        let rotated = built(&[value("id", "AKIA2"), value("secret", "s2")]);
+        assert_ne!(
+            template_annotation(&rotated, SECRETS_ANNOTATION),
+            Some(digest.clone())
+        );
+        // Fields cannot run into each other.
+        let shifted = built(&[value("id", "AKIA1s"), value("secret", "1")]);
+        assert_ne!(
+            template_annotation(&shifted, SECRETS_ANNOTATION),
+            Some(digest)
+        );
+
+        // No Secret read: no annotation at all.
+        let plain = source_without_auth();
+        let resolved = resolved();
+        assert_eq!(secrets_digest(&plain, &resolved, &[]), None);
+        assert_eq!(
+            template_annotation(&deployment(&plain, &resolved), SECRETS_ANNOTATION),
+            None
+        );
+        // Literal credentials (moved into the controller's own Secret) count too.
+        let literal = source(serde_json::json!({
+            "arn": "arn:aws:dynamodb:us-west-2:123456789012:table/orders",
+            "sink": {"uri": "http://display.shop.svc.cluster.local/"},
+            "auth": {"credentials": {
+                "accessKeyID": {"value": "AKIA1"},
+                "secretAccessKey": {"value": "s1"},
+            }},
+        }));
+        let first = secrets_digest(&literal, &resolved, &[]);
+        assert!(first.is_some());
+        let mut changed = literal.clone();
+        changed
+            .spec
+            .auth
+            .as_mut()
+            .and_then(|a| a.credentials.as_mut())
+            .expect("credentials")
+            .secret_access_key
+            .value = Some("s2".to_owned());
+        assert_ne!(secrets_digest(&changed, &resolved, &[]), first);
+    }
+
+    fn source_without_auth() -> AWSDynamoDBSource {
+        source(serde_json::json!({
+            "arn": "arn:aws:dynamodb:us-west-2:123456789012:table/orders",
+            "sink": {"uri": "http://display.shop.svc.cluster.local/"},
+        }))
     }
 }

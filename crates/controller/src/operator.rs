@@ -10,15 +10,18 @@ use dynamodb_source_api::resource::AWSDynamoDBSource;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::builders;
 use crate::leader::{Elector, LeaseSettings};
 use crate::metrics::ControllerMetrics;
 use crate::names;
@@ -59,6 +62,27 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The sources whose credentials name `secret` (same namespace): the ones to
+/// reconcile when it changes.
+fn sources_reading(
+    store: &Store<AWSDynamoDBSource>,
+    secret: &Secret,
+) -> Vec<ObjectRef<AWSDynamoDBSource>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|source| source.namespace() == namespace)
+        .filter(|source| {
+            builders::credential_refs(source)
+                .iter()
+                .any(|(_, reference)| reference.name == name)
+        })
+        .map(|source| ObjectRef::from_obj(&**source))
+        .collect()
 }
 
 /// Runs until `shutdown`; returns an error if leadership is lost.
@@ -126,10 +150,20 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
     });
     let sources: Api<AWSDynamoDBSource> = api(&client, &config.namespace);
     let deployments: Api<Deployment> = api(&client, &config.namespace);
+    let secrets: Api<Secret> = api(&client, &config.namespace);
     let managed = format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER);
     info!(namespace = ?config.namespace, image = %config.adapter_image, "reconciling AWSDynamoDBSource objects");
-    Controller::new(sources, watcher::Config::default())
+    let controller = Controller::new(sources, watcher::Config::default());
+    let store = controller.store();
+    controller
         .owns(deployments, watcher::Config::default().labels(&managed))
+        // A Secret a source reads changed (rotated credentials) or appeared: reconcile
+        // that source now, which rolls its adapter (the pod template's Secrets digest).
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| sources_reading(&store, &secret),
+        )
         .graceful_shutdown_on(reconciling.clone().cancelled_owned())
         .run(
             |source, ctx: Arc<Context>| async move {

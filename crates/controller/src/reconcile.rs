@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, instrument, warn};
 
-use crate::builders::{self, Resolved};
+use crate::builders::{self, Resolved, SecretValue};
 use crate::destination;
 use crate::metrics::ControllerMetrics;
 use crate::names::{self, Names};
@@ -68,7 +68,7 @@ pub(crate) struct Context {
 }
 
 /// How soon a source is looked at again: soon while it waits for something
-/// the controller does not watch (a Secret, a sink), rarely otherwise.
+/// the controller does not watch (a sink), rarely otherwise.
 const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 /// A deployed source is looked at again this often even when nothing it
 /// watches changed, so that `status.lag` and `KeepingUp` follow the adapter's
@@ -99,14 +99,16 @@ where
     })
 }
 
-/// The Secrets and keys the spec names must exist before the adapter can start.
+/// The Secrets and keys the spec names must exist before the adapter can start;
+/// their values, for the digest that rolls the adapter when one changes.
 async fn check_secrets(
     client: &Client,
     source: &AWSDynamoDBSource,
     namespace: &str,
-) -> Result<Option<Problem>, Error> {
+) -> Result<Result<Vec<SecretValue>, Problem>, Error> {
     let ours = Names::of(&source.name_any()).credentials;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut values = Vec::new();
     for (_, reference) in builders::credential_refs(source) {
         if reference.name == ours {
             continue;
@@ -119,30 +121,39 @@ async fn check_secrets(
                 source: error,
             })?;
         let Some(secret) = secret else {
-            return Ok(Some(Problem::new(
+            return Ok(Err(Problem::new(
                 "SecretNotFound",
                 format!("Secret {namespace}/{} does not exist", reference.name),
             )));
         };
-        let has_key = secret
+        let value = secret
             .data
             .as_ref()
-            .is_some_and(|d| d.contains_key(&reference.key))
-            || secret
-                .string_data
-                .as_ref()
-                .is_some_and(|d| d.contains_key(&reference.key));
-        if !has_key {
-            return Ok(Some(Problem::new(
+            .and_then(|d| d.get(&reference.key))
+            .map(|v| v.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(&reference.key))
+                    .map(|v| v.as_bytes().to_vec())
+            });
+        let Some(value) = value else {
+            return Ok(Err(Problem::new(
                 "SecretKeyNotFound",
                 format!(
                     "Secret {namespace}/{} has no key {:?}",
                     reference.name, reference.key
                 ),
             )));
-        }
+        };
+        values.push(SecretValue {
+            secret: reference.name,
+            key: reference.key,
+            value,
+        });
     }
-    Ok(None)
+    Ok(Ok(values))
 }
 
 /// Whether the Deployment is available and, if not, why (pods' waiting reasons first).
@@ -316,15 +327,17 @@ pub(crate) async fn reconcile(
     let adapter = match (&table_source, &sink, &dead_letter, secrets, patterns) {
         (Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
         (_, _, _, _, Some(problem)) => AdapterObservation::NotDeployed(problem),
-        (_, _, _, Some(problem), _) => AdapterObservation::NotDeployed(problem),
+        (_, _, _, Err(problem), _) => AdapterObservation::NotDeployed(problem),
         (_, Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
         (_, _, Err(problem), ..) => AdapterObservation::NotDeployed(problem.clone()),
-        (Ok(_), Ok(sink_url), Ok(dls), None, None) => {
-            let resolved = Resolved {
+        (Ok(_), Ok(sink_url), Ok(dls), Ok(secret_values), None) => {
+            let mut resolved = Resolved {
                 image: ctx.adapter_image.clone(),
                 sink: sink_url.clone(),
                 dead_letter_sink: dls.clone(),
+                secrets_digest: None,
             };
+            resolved.secrets_digest = builders::secrets_digest(&source, &resolved, &secret_values);
             let checkpoint = apply_objects(&ctx, &source, &namespace, &resolved).await?;
             summary = summary_of(&checkpoint);
             observe(client, &source, &namespace).await?
@@ -349,8 +362,10 @@ pub(crate) async fn reconcile(
     write_status(&ctx, &source, &namespace, &name, &status).await?;
     announce(&ctx, &source, previous, &status).await;
 
-    // Changes to the Deployment wake the controller through its watch; what it
-    // cannot watch (Secrets, sinks of any kind) is polled while it is wrong.
+    // Changes to the Deployment and to the Secrets the source names wake the
+    // controller through its watches; what it cannot watch (sinks of any kind)
+    // is polled while it is wrong (and Secrets too: a missing one may have no
+    // event to wake it if the watch restarts).
     let waits_on_unwatched = match &observations.adapter {
         AdapterObservation::NotDeployed(_) => true,
         AdapterObservation::Deployed { .. } => {

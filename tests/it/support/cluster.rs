@@ -54,14 +54,14 @@ pub const FIELD_MANAGER: &str = "dynamodb-source-tests";
 /// Runs in its own session (`setsid`), so neither the death of the test process
 /// nor a Ctrl-C to its process group reaches it: `$0` = up, `$1` = file for up's
 /// stderr (a file, not a pipe to us, so up never dies of SIGPIPE halfway),
-/// `$2` = `true` to keep the cluster, `$3` = down. It prints up's `export` lines,
+/// `$2` = `true` to keep the cluster, `$3` = down, `$4` = up's arguments. It prints up's `export` lines,
 /// closes its stdout, then blocks on its stdin, whose write end only the test
 /// process holds: end-of-file means that process is gone (however it ended,
 /// even killed while `up` was still running); then it removes the log and stops
 /// the cluster, if `up` started one.
 const SUPERVISOR: &str = r#"
 trap '' PIPE
-out=$("$0" </dev/null 2>"$1")
+out=$("$0" $4 </dev/null 2>"$1")
 printf '%s\n' "$out"
 exec >/dev/null 2>&1
 cat >/dev/null
@@ -84,13 +84,36 @@ pub struct Cluster {
 }
 
 static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Write end of the lifeline pipe; held (never dropped) until the process ends.
-static LIFELINE: Mutex<Option<ChildStdin>> = Mutex::new(None);
+static REAL_NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// Write ends of the lifeline pipes (one per cluster started); held (never
+/// dropped) until the process ends.
+static LIFELINES: Mutex<Vec<ChildStdin>> = Mutex::new(Vec::new());
 
 /// The cluster of this test binary: started on first use, or the one given by
 /// the environment. Blocks the calling thread while `up` runs.
 pub fn shared() -> &'static Cluster {
-    match SHARED.get_or_init(|| Cluster::from_env().unwrap_or_else(Cluster::start)) {
+    match SHARED.get_or_init(|| Cluster::from_env().unwrap_or_else(|| Cluster::start(""))) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A second cluster of this test binary, with a real node (`up --node=real`: a
+/// kubelet, containerd and runc) instead of kwok, for the tests that run pods;
+/// started on first use, stopped like [`shared`]'s. `DYNAMODB_SOURCE_REAL_NODE_DIR`
+/// with `DYNAMODB_SOURCE_REAL_NODE_KUBECONFIG` reuse a running one (from
+/// `eval "$(tests/cluster/up --node=real)"`).
+pub fn real_node() -> &'static Cluster {
+    let reuse = || {
+        let dir = non_empty_env("DYNAMODB_SOURCE_REAL_NODE_DIR")?;
+        let kubeconfig = non_empty_env("DYNAMODB_SOURCE_REAL_NODE_KUBECONFIG")?;
+        Some(Ok(Cluster {
+            dir: PathBuf::from(dir),
+            kubeconfig: PathBuf::from(kubeconfig),
+            kwok: false,
+        }))
+    };
+    match REAL_NODE.get_or_init(|| reuse().unwrap_or_else(|| Cluster::start("--node=real"))) {
         Ok(cluster) => cluster,
         Err(e) => panic!("{e}"),
     }
@@ -122,8 +145,8 @@ impl Cluster {
         Some(Ok(cluster))
     }
 
-    /// Runs `up` under a supervisor (see [`SUPERVISOR`]) and reads its `export` lines.
-    fn start() -> Result<Cluster, String> {
+    /// Runs `up ARGS` under a supervisor (see [`SUPERVISOR`]) and reads its `export` lines.
+    fn start(args: &str) -> Result<Cluster, String> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let up = repo_path("tests/cluster/up");
         let down = repo_path("tests/cluster/down");
@@ -140,6 +163,7 @@ impl Cluster {
             .arg(&up_log)
             .arg(if keep { "true" } else { "false" })
             .arg(&down)
+            .arg(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -172,7 +196,10 @@ impl Cluster {
             kwok: var("DYNAMODB_SOURCE_CLUSTER_KWOK")? != "0",
         };
         // Held until the process ends; then the supervisor runs `down`.
-        *LIFELINE.lock().unwrap() = Some(lifeline);
+        LIFELINES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lifeline);
         if keep {
             eprintln!(
                 "cluster kept (DYNAMODB_SOURCE_CLUSTER_KEEP=1): stop it with tests/cluster/down {}",

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod controller;
 pub mod fake_streams;
 pub mod moto;
+pub mod node;
 pub mod receiver;
 pub mod rig;
 pub mod tls;
