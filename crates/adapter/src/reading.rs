@@ -8,7 +8,7 @@
 //! CPU wake-up. Here delivery does nothing but send, like a bare POST loop,
 //! and reading runs beside it on its own current-thread runtime. The two
 //! meet once per batch, through each shard's batch channel, and each thread
-//! frees what it allocated (see `shard_task::read_ahead`).
+//! frees what it allocated (see `shard_task::Freer`).
 //!
 //! # Assumptions
 //! - Each thread frees what it allocated, and the reading thread has a

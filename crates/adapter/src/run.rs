@@ -24,7 +24,7 @@ use crate::health::Health;
 use crate::progress::{Progress, ProgressMetrics};
 use crate::reading::ReadingThread;
 use crate::settings::{CheckpointLocation, Config};
-use crate::shard_task::Shared;
+use crate::shard_task::{Freer, Shared};
 use crate::supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +197,7 @@ pub async fn run(
         parallelism: config.parallelism,
         held: RecordsHeld::new(DEFAULT_RECORDS_HELD),
         pool: ConnectionPool::new(config.max_connections),
+        freer: Freer::start(reading.handle()),
     });
 
     let writer_stop = CancellationToken::new();

@@ -75,6 +75,40 @@ pub(crate) struct Shared {
     pub held: RecordsHeld,
     /// Connections to the sink, all shards together.
     pub pool: ConnectionPool<Connections>,
+    /// Where settled records go to be freed.
+    pub freer: Freer,
+}
+
+/// Frees settled records on the reading thread, which allocated them.
+///
+/// glibc frees a block through the lock of the arena it came from, so when
+/// the delivery thread freed what the reading thread allocated, the two
+/// queued on that lock (8-10% of each thread's samples were futex waits
+/// inside malloc and free; BENCHMARKS.md). Records once went back to their
+/// own shard's reading task in groups of 64, freed only between two reads,
+/// which kept up to 64 delivered events per shard alive outside the records
+/// budget; now each delivery round hands what it settled to one task on the
+/// reading thread that frees it at once.
+#[derive(Clone)]
+pub(crate) struct Freer(mpsc::UnboundedSender<Vec<Work>>);
+
+impl Freer {
+    /// Starts the freeing task on the reading thread's runtime.
+    pub(crate) fn start(reading: &Handle) -> Freer {
+        let (spent, mut freed) = mpsc::unbounded_channel::<Vec<Work>>();
+        reading.spawn(async move {
+            while let Some(records) = freed.recv().await {
+                drop(records);
+            }
+        });
+        Freer(spent)
+    }
+
+    fn free(&self, records: Vec<Work>) {
+        // The task ends only with the reading runtime; after that, dropping
+        // here is all that is left to do.
+        let _ = self.0.send(records);
+    }
 }
 
 pub(crate) struct ShardTask {
@@ -98,7 +132,7 @@ struct Entry {
 /// What delivery does with one record.
 // Nearly every record is `Send`: boxing it would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
-enum Work {
+pub(crate) enum Work {
     /// Ready to send.
     Send(Prepared),
     /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
@@ -245,6 +279,7 @@ impl ShardTask {
             shared: shared.clone(),
             cancel,
             pacing: Arc::new(Pacing::default()),
+            settled: Vec::new(),
         };
         let exit = delivery.run(&mut ready).await;
         shared.stream_metrics.shards_read.dec();
@@ -313,10 +348,11 @@ async fn read_ahead(
     }
 }
 
-/// A send that finished: its record's place, the connections it used, and
-/// how it went. The record itself is dropped as soon as it settles.
+/// A send that finished: its record and its place, the connections it
+/// used, and how it went.
 struct Done {
     index: u64,
+    work: Work,
     /// `None` when shutdown came before a connection was free.
     checkout: Option<Checkout<Connections>>,
     outcome: Outcome,
@@ -332,6 +368,8 @@ struct Delivery {
     /// Permits of the records in the window.
     held: Held,
     pacing: Arc<Pacing>,
+    /// Records settled in this round, to be freed on the reading thread.
+    settled: Vec<Work>,
 }
 
 /// How the last batch of a shard left it.
@@ -392,6 +430,9 @@ impl Delivery {
                 }
             }
             self.shared.pool.close_idle();
+            if !self.settled.is_empty() {
+                self.shared.freer.free(std::mem::take(&mut self.settled));
+            }
             let room = matches!(ending, Ending::Reading) && !stopping && window.len() < WINDOW;
             let wait_pacing = paced.filter(|_| window.has_ready() && !stopping);
             tokio::select! {
@@ -462,7 +503,7 @@ impl Delivery {
         Box::pin(async move {
             let mut checkout = tokio::select! {
                 checkout = shared.pool.take(|| shared.deliverer.connections()) => checkout,
-                _ = cancel.cancelled() => return Done { index, checkout: None, outcome: Outcome::Cancelled },
+                _ = cancel.cancelled() => return Done { index, work, checkout: None, outcome: Outcome::Cancelled },
             };
             shared.delivery_metrics.in_flight.inc();
             let connections = &mut checkout.connections;
@@ -494,6 +535,7 @@ impl Delivery {
             shared.delivery_metrics.in_flight.dec();
             Done {
                 index,
+                work,
                 checkout: Some(checkout),
                 outcome,
             }
@@ -506,6 +548,7 @@ impl Delivery {
         if let Some(checkout) = done.checkout {
             self.shared.pool.give_back(checkout);
         }
+        self.settled.push(done.work);
         match done.outcome {
             Outcome::Delivered | Outcome::DeadLettered => {
                 window.settle(done.index);
