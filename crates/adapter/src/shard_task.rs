@@ -126,19 +126,26 @@ struct Entry {
     /// The item key's hash: records with equal keys are sent in order. `None`
     /// for records that order with nothing (malformed ones).
     key: Option<u64>,
-    work: Work,
+    taken: Taken,
 }
 
-/// What delivery does with one record.
+/// Whether a record is delivered or passed over.
+// Nearly every record is delivered: boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Taken {
+    Deliver(Work),
+    /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
+    Skip,
+    /// Checkpointed past without delivery: `EVENT_NAMES` or `FILTER_PATTERNS` leave it out.
+    Filtered,
+}
+
+/// What delivery does with one record it sends somewhere.
 // Nearly every record is `Send`: boxing it would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
     /// Ready to send.
     Send(Prepared),
-    /// Checkpointed past without delivery: it predates a replaced `LATEST` start.
-    Skip,
-    /// Checkpointed past without delivery: `EVENT_NAMES` or `FILTER_PATTERNS` leave it out.
-    Filtered,
     /// A record whose event could not be built.
     Unbuildable {
         record: Box<StreamRecord>,
@@ -204,14 +211,14 @@ impl Ready {
                 Err(malformed) => Entry {
                     sequence: malformed.sequence_number.clone(),
                     key: None,
-                    work: Work::Malformed(Box::new(malformed)),
+                    taken: Taken::Deliver(Work::Malformed(Box::new(malformed))),
                 },
                 Ok(record) => {
                     if batch.skips(&record) {
                         Entry {
                             sequence: Some(record.sequence_number),
                             key: None,
-                            work: Work::Skip,
+                            taken: Taken::Skip,
                         }
                     } else if !shared.filter.admits(record.event_name)
                         || !admitted_by_patterns(&shared.patterns, &record, stream)
@@ -219,22 +226,22 @@ impl Ready {
                         Entry {
                             sequence: Some(record.sequence_number),
                             key: None,
-                            work: Work::Filtered,
+                            taken: Taken::Filtered,
                         }
                     } else {
                         match shared.factory.build(&record, stream) {
                             Ok(event) => Entry {
                                 sequence: Some(record.sequence_number),
                                 key: Some(key_of(event.subject())),
-                                work: Work::Send(shared.deliverer.prepare(event)),
+                                taken: Taken::Deliver(Work::Send(shared.deliverer.prepare(event))),
                             },
                             Err(error) => Entry {
                                 sequence: Some(record.sequence_number.clone()),
                                 key: None,
-                                work: Work::Unbuildable {
+                                taken: Taken::Deliver(Work::Unbuildable {
                                     record: Box::new(record),
                                     error,
-                                },
+                                }),
                             },
                         }
                     }
@@ -457,38 +464,42 @@ impl Delivery {
     }
 
     /// Puts a batch's records into the window.
-    async fn take(&mut self, window: &mut Window<Work>, mut batch: Ready) {
-        if let Some(trimmed) = &batch.trimmed {
+    async fn take(&mut self, window: &mut Window<Work>, batch: Ready) {
+        let Ready {
+            items,
+            trimmed,
+            newest,
+            held,
+            ..
+        } = batch;
+        if let Some(trimmed) = &trimmed {
             error!(%trimmed, "records were lost to the stream's 24-hour retention before they could be read");
             if let Some(events) = &self.shared.events {
                 events.warn("TrimmedData", trimmed).await;
             }
         }
-        if let Some(newest) = batch.newest {
+        if let Some(newest) = newest {
             self.observe_age(newest);
         }
-        self.held.absorb(std::mem::replace(
-            &mut batch.held,
-            Held::none(&self.shared.held),
-        ));
+        self.held.absorb(held);
         let mut settled = 0;
         for Entry {
             sequence,
             key,
-            work,
-        } in batch.items.drain(..)
+            taken,
+        } in items
         {
-            match work {
-                Work::Skip => {
+            match taken {
+                Taken::Skip => {
                     settled += 1;
                     window.push(sequence, None, None);
                 }
-                Work::Filtered => {
+                Taken::Filtered => {
                     settled += 1;
                     self.shared.delivery_metrics.event(EventResult::Filtered);
                     window.push(sequence, None, None);
                 }
-                work => window.push(sequence, key, Some(work)),
+                Taken::Deliver(work) => window.push(sequence, key, Some(work)),
             }
         }
         self.held.release(settled);
@@ -529,8 +540,6 @@ impl Delivery {
                     dead_letter_malformed(&shared, connections, event, &malformed.reason, &cancel)
                         .await
                 }
-                // Settled when taken; never sent.
-                Work::Skip | Work::Filtered => Outcome::Delivered,
             };
             shared.delivery_metrics.in_flight.dec();
             Done {
