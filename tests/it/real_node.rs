@@ -212,6 +212,19 @@ async fn restarts(pods: &Api<Pod>, source: &str) -> i32 {
         .sum()
 }
 
+/// Whether no object of `api` carries the label `selector`; `None` when the
+/// list failed (the wait asks again).
+async fn none_labelled<K>(api: &Api<K>, selector: &str) -> Option<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let listed = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    Some(listed.items.is_empty())
+}
+
 /// Waits until the source's adapter objects are gone (owner references: the
 /// garbage collector removes them with the source) and port 9090 is free.
 async fn gone(client: &kube::Client, namespace: &str, source: &str) {
@@ -227,30 +240,10 @@ async fn gone(client: &kube::Client, namespace: &str, source: &str) {
         DEADLINE,
         async || {
             let none = deployments.get_opt(&name).await.ok()?.is_none()
-                && config_maps
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                && roles
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                && bindings
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                && pods
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
+                && none_labelled(&config_maps, &selector).await?
+                && none_labelled(&roles, &selector).await?
+                && none_labelled(&bindings, &selector).await?
+                && none_labelled(&pods, &selector).await?
                 && node::adapter_processes(namespace).is_empty();
             none.then_some(())
         },
