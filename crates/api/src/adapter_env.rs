@@ -113,3 +113,20 @@ pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 
 /// See [`AWS_ACCESS_KEY_ID`].
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+
+/// true: in a cluster, replicas share the stream's shards through one
+/// coordination.k8s.io Lease per shard (needs SOURCE_NAME, SOURCE_NAMESPACE,
+/// SOURCE_UID, and the checkpoint in CHECKPOINT_CONFIGMAP) [default: false].
+pub const SHARD_LEASES: &str = "SHARD_LEASES";
+
+/// The uid of SOURCE_NAME: the owner of the shard Leases, so that they are
+/// garbage-collected with the source.
+pub const SOURCE_UID: &str = "SOURCE_UID";
+
+/// This replica's name among the source's replicas, the holder of its shard
+/// Leases (the controller sets the pod's name) [default: HOSTNAME].
+pub const POD_NAME: &str = "POD_NAME";
+
+/// ISO-8601 time a shard Lease holds without renewal; a replica that dies
+/// gives its shards up after at most this long [default: PT15S].
+pub const SHARD_LEASE_DURATION: &str = "SHARD_LEASE_DURATION";

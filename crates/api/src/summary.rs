@@ -13,6 +13,16 @@ use serde::{Deserialize, Serialize};
 /// The ConfigMap data key of the summary (JSON).
 pub const SUMMARY_KEY: &str = "summary.json";
 
+/// With shard Leases, each replica writes its own summary under
+/// `summary-POD_NAME.json` (one object, no replica overwrites another's);
+/// the controller combines every summary key.
+pub const REPLICA_SUMMARY_PREFIX: &str = "summary-";
+
+/// The data key of the summary of replica `pod`.
+pub fn replica_summary_key(pod: &str) -> String {
+    format!("{REPLICA_SUMMARY_PREFIX}{pod}.json")
+}
+
 /// Lag above this is "behind"; behind for [`FALLING_BEHIND_FOR`] is falling behind.
 pub const BEHIND_LAG_SECONDS: f64 = 300.0;
 
