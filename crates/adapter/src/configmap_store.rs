@@ -33,8 +33,12 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use dynamodb_source_api::summary::{SUMMARY_KEY, StreamSummary};
+use std::collections::BTreeSet;
+
+use dynamodb_source_api::summary::{REPLICA_SUMMARY_PREFIX, SUMMARY_KEY, StreamSummary};
+use dynamodb_source_stream::ShardId;
 use dynamodb_source_stream::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
+use dynamodb_source_stream::merge::{self, Merge, Merged};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use tokio::sync::Mutex;
@@ -55,6 +59,9 @@ pub struct ConfigMapCheckpointStore {
     /// PUT carries its `resourceVersion` and keeps everything but our key.
     /// `None` before the first read, or after a read that failed.
     last: Mutex<Option<ConfigMap>>,
+    /// Where the summary goes: [`SUMMARY_KEY`], or with shard leases this
+    /// replica's own key ([`dynamodb_source_api::summary::replica_summary_key`]).
+    summary_key: String,
 }
 
 impl std::fmt::Debug for ConfigMapCheckpointStore {
@@ -91,7 +98,15 @@ impl ConfigMapCheckpointStore {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             last: Mutex::new(None),
+            summary_key: SUMMARY_KEY.to_owned(),
         }
+    }
+
+    /// Writes the summary under `key` instead of [`SUMMARY_KEY`]; summaries
+    /// of other replicas not written for an hour are removed then.
+    pub fn with_summary_key(mut self, key: String) -> Self {
+        self.summary_key = key;
+        self
     }
 
     /// A store with the default client: the pod's ServiceAccount in a cluster,
@@ -226,16 +241,70 @@ impl CheckpointStore for ConfigMapCheckpointStore {
             location: self.location(),
             reason: format!("encoding the summary: {e}"),
         })?;
-        self.put_key(SUMMARY_KEY, document).await
+        self.put_key(&self.summary_key, document).await
+    }
+
+    /// Reads the stored document, merges, and writes it back, as many times
+    /// as other replicas' writes in between require (at most
+    /// [`MERGE_ATTEMPTS`]).
+    async fn save_merged(
+        &self,
+        local: &Checkpoint,
+        what: Merge,
+        held: &(dyn for<'s> Fn(&'s ShardId) -> bool + Sync),
+        forgotten: &BTreeSet<ShardId>,
+    ) -> Result<(Checkpoint, Merged), CheckpointError> {
+        let mut last = self.last.lock().await;
+        let mut conflict = None;
+        for _ in 0..MERGE_ATTEMPTS {
+            let mut object = match last.as_ref() {
+                Some(object) => object.clone(),
+                None => {
+                    let object = self.get().await?;
+                    *last = Some(object.clone());
+                    object
+                }
+            };
+            let mut stored = match object.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
+                Some(text) => checkpoint::decode(&self.location(), text.as_bytes())?,
+                None => Checkpoint::new(local.stream_arn.clone()),
+            };
+            let merged = merge::merge_into(&mut stored, local, what, |s| held(s), forgotten);
+            if let Merged::Stale(_) = merged {
+                return Ok((stored, merged));
+            }
+            let document = String::from_utf8_lossy(&checkpoint::encode(&stored)).into_owned();
+            object
+                .data
+                .get_or_insert_with(BTreeMap::new)
+                .insert(DATA_KEY.to_owned(), document);
+            match self.replace(&mut last, object).await {
+                Ok(()) => return Ok((stored, merged)),
+                Err(e @ CheckpointError::Conflict { .. }) => conflict = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(conflict.unwrap_or_else(|| CheckpointError::Conflict {
+            location: self.location(),
+            reason: "no attempt was made".to_owned(),
+        }))
     }
 }
+
+/// How many times a merged save re-reads and retries after other replicas
+/// wrote in between, before it gives up until the next save.
+const MERGE_ATTEMPTS: usize = 8;
+
+/// Summaries of replicas that wrote none for this long are removed by the
+/// others: their pods are long gone.
+const FORGET_SUMMARY_AFTER_SECONDS: i64 = 3600;
 
 impl ConfigMapCheckpointStore {
     /// Replaces the ConfigMap with `key` set to `document` and everything else
     /// as last read or written (see the module documentation on conflicts).
     async fn put_key(&self, key: &str, document: String) -> Result<(), CheckpointError> {
         let mut last = self.last.lock().await;
-        let base = match last.as_ref() {
+        let mut object = match last.as_ref() {
             Some(object) => object.clone(),
             None => {
                 let object = self.get().await?;
@@ -243,15 +312,25 @@ impl ConfigMapCheckpointStore {
                 object
             }
         };
-        let based_on = base.metadata.resource_version.clone().unwrap_or_default();
-        let mut object = base;
+        let data = object.data.get_or_insert_with(BTreeMap::new);
+        data.insert(key.to_owned(), document);
+        if key != SUMMARY_KEY && key != DATA_KEY {
+            forget_old_summaries(data, key);
+        }
+        self.replace(&mut last, object).await
+    }
+
+    /// PUTs `object`, conditional on the `resourceVersion` it carries, and
+    /// remembers the result; a 409 re-reads the object.
+    async fn replace(
+        &self,
+        last: &mut Option<ConfigMap>,
+        mut object: ConfigMap,
+    ) -> Result<(), CheckpointError> {
+        let based_on = object.metadata.resource_version.clone().unwrap_or_default();
         // Left out, the server keeps the stored managedFields and records our
         // change under FIELD_MANAGER.
         object.metadata.managed_fields = None;
-        object
-            .data
-            .get_or_insert_with(BTreeMap::new)
-            .insert(key.to_owned(), document);
         let params = PostParams {
             dry_run: false,
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -295,4 +374,21 @@ impl ConfigMapCheckpointStore {
             }
         }
     }
+}
+
+/// Removes the summaries of replicas other than `ours` that were last
+/// written more than [`FORGET_SUMMARY_AFTER_SECONDS`] ago (or cannot be read).
+fn forget_old_summaries(data: &mut BTreeMap<String, String>, ours: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    data.retain(|key, text| {
+        if key == ours || !key.starts_with(REPLICA_SUMMARY_PREFIX) || !key.ends_with(".json") {
+            return true;
+        }
+        serde_json::from_str::<StreamSummary>(text).is_ok_and(|summary| {
+            now.saturating_sub(summary.updated_at) < FORGET_SUMMARY_AFTER_SECONDS
+        })
+    });
 }

@@ -10,6 +10,7 @@
 mod configmap_store;
 mod connection_pool;
 mod health;
+mod lease;
 mod progress;
 mod reading;
 mod run;

@@ -8,6 +8,7 @@
 //! to the Kubernetes API, each an update every watcher of ConfigMaps sees.
 
 use dynamodb_source_api::Report;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use dynamodb_source_stream::checkpoint::{
     AppliedReplay, Checkpoint, CheckpointError, CheckpointStore, ShardProgress,
 };
 use dynamodb_source_stream::label_enum;
+use dynamodb_source_stream::merge::{self, Merge, Merged};
 use dynamodb_source_stream::{SequenceNumber, ShardId};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,8 +25,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
+use crate::lease::HeldShards;
 use crate::settings::Replay;
 
 fn now_unix() -> i64 {
@@ -69,6 +72,11 @@ struct State {
     /// Bumped by every change; the writer saves when it differs from `saved`.
     generation: u64,
     saved: u64,
+    /// Shared with other replicas: shards proven gone since the last save,
+    /// removed from the stored document by the next one.
+    forgotten: BTreeSet<ShardId>,
+    /// Shared: the next save writes every shard (a replay was applied).
+    write_everything: bool,
 }
 
 pub(crate) struct Progress {
@@ -77,6 +85,9 @@ pub(crate) struct Progress {
     store: Arc<dyn CheckpointStore>,
     metrics: ProgressMetrics,
     interval: Duration,
+    /// With shard leases: the shards this replica holds, the only ones it
+    /// writes into the shared document (see [`dynamodb_source_stream::merge`]).
+    shared: Option<HeldShards>,
 }
 
 impl Progress {
@@ -117,16 +128,42 @@ impl Progress {
                 first_replay,
                 generation,
                 saved: 0,
+                forgotten: BTreeSet::new(),
+                write_everything: generation > 0,
             }),
             changed: Notify::new(),
             store,
             metrics,
             interval,
+            shared: None,
         };
         if generation > 0 {
             progress.commit();
         }
         progress
+    }
+
+    /// Shares the stored document with other replicas: only the shards in
+    /// `held` are written, the others are taken from the store.
+    pub(crate) fn shared_with(mut self, held: HeldShards) -> Self {
+        self.shared = Some(held);
+        self
+    }
+
+    /// Takes what other replicas saved of the shards this one does not hold
+    /// (finished parents, positions of shards about to be taken).
+    pub(crate) async fn refresh(&self) -> Result<(), CheckpointError> {
+        let Some(held) = &self.shared else {
+            return Ok(());
+        };
+        let Some(stored) = self.store.load().await? else {
+            return Ok(());
+        };
+        let mut state = self.lock();
+        if let Some(local) = state.checkpoint.as_mut() {
+            merge::adopt(local, &stored, |s| held.contains(s));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -204,6 +241,7 @@ impl Progress {
 
     /// Forgets a shard the API says is gone; its children no longer wait.
     pub(crate) fn forget(&self, shard: &ShardId) {
+        self.lock().forgotten.insert(shard.clone());
         self.update(|c| c.forget(shard));
     }
 
@@ -211,11 +249,22 @@ impl Progress {
     /// [`Checkpoint::note_listing`]); saved only when that changed something.
     pub(crate) fn note_listing(&self, listed: impl Fn(&ShardId) -> bool, now: i64) {
         let mut state = self.lock();
+        let before: BTreeSet<ShardId> = state
+            .checkpoint
+            .as_ref()
+            .map(|c| c.shards.keys().cloned().collect())
+            .unwrap_or_default();
         let changed = state
             .checkpoint
             .as_mut()
             .is_some_and(|checkpoint| checkpoint.note_listing(listed, now));
         if changed {
+            let kept: BTreeSet<ShardId> = state
+                .checkpoint
+                .as_ref()
+                .map(|c| c.shards.keys().cloned().collect())
+                .unwrap_or_default();
+            state.forgotten.extend(before.difference(&kept).cloned());
             state.generation += 1;
             drop(state);
             self.commit();
@@ -224,17 +273,47 @@ impl Progress {
 
     /// Saves the newest state if it changed since the last save.
     pub(crate) async fn flush(&self) -> Result<(), CheckpointError> {
-        let (checkpoint, generation) = {
+        let (checkpoint, generation, forgotten, everything) = {
             let state = self.lock();
             if state.generation == state.saved {
                 return Ok(());
             }
             match &state.checkpoint {
-                Some(checkpoint) => (checkpoint.clone(), state.generation),
+                Some(checkpoint) => (
+                    checkpoint.clone(),
+                    state.generation,
+                    state.forgotten.clone(),
+                    state.write_everything,
+                ),
                 None => return Ok(()),
             }
         };
-        match self.store.save(&checkpoint).await {
+        let saved = match &self.shared {
+            None => self.store.save(&checkpoint).await,
+            Some(held) => {
+                let what = if everything {
+                    Merge::Everything
+                } else {
+                    Merge::Held
+                };
+                let contains = |s: &ShardId| held.contains(s);
+                self.store
+                    .save_merged(&checkpoint, what, &contains, &forgotten)
+                    .await
+                    .map(|(stored, merged)| {
+                        if let Merged::Stale(why) = &merged {
+                            warn!(reason = %why, "this replica's progress is not saved: the shared checkpoint moved on");
+                        }
+                        let mut state = self.lock();
+                        state.write_everything &= !everything;
+                        state.forgotten.retain(|s| !forgotten.contains(s));
+                        if let Some(local) = state.checkpoint.as_mut() {
+                            merge::adopt(local, &stored, |s| held.contains(s));
+                        }
+                    })
+            }
+        };
+        match saved {
             Ok(()) => {
                 self.metrics
                     .writes

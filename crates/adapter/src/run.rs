@@ -21,6 +21,8 @@ use url::Url;
 
 use crate::configmap_store::ConfigMapCheckpointStore;
 use crate::health::Health;
+use crate::lease::{Coordinator, HeldShards, LeaseMetrics, Owner, Timing};
+use dynamodb_source_api::summary::replica_summary_key;
 use crate::progress::{Progress, ProgressMetrics};
 use crate::reading::ReadingThread;
 use crate::settings::{CheckpointLocation, Config};
@@ -41,6 +43,10 @@ pub enum AdapterError {
     Checkpoint(#[from] CheckpointError),
     #[error("starting the reading thread")]
     ReadingThread(#[source] std::io::Error),
+    #[error(
+        "no Kubernetes client for the shard leases: in a pod the ServiceAccount token must be mounted; outside a cluster set KUBECONFIG"
+    )]
+    Kubernetes(#[source] kube::Error),
 }
 
 /// Waits until something answers on the sink's host and port, so readiness
@@ -88,6 +94,10 @@ pub async fn run(
     let stream_metrics = StreamMetrics::default();
     let delivery_metrics = DeliveryMetrics::default();
     let progress_metrics = ProgressMetrics::default();
+    let lease_metrics = LeaseMetrics::default();
+    if config.shard_leases.is_some() {
+        lease_metrics.register(&mut registry);
+    }
     stream_metrics.register(&mut registry);
     delivery_metrics.register(&mut registry);
     progress_metrics.register(&mut registry);
@@ -111,7 +121,11 @@ pub async fn run(
     let store: Arc<dyn CheckpointStore> = match &config.checkpoint {
         CheckpointLocation::File(path) => Arc::new(FileCheckpointStore::new(path)),
         CheckpointLocation::ConfigMap { namespace, name } => {
-            Arc::new(ConfigMapCheckpointStore::connect(namespace, name).await?)
+            let store = ConfigMapCheckpointStore::connect(namespace, name).await?;
+            Arc::new(match &config.shard_leases {
+                Some(leases) => store.with_summary_key(replica_summary_key(&leases.identity)),
+                None => store,
+            })
         }
     };
     let loaded = store.load().await?;
@@ -128,13 +142,18 @@ pub async fn run(
     } else {
         info!(checkpoint = %store.location(), position = %config.starting_position, "no checkpoint: first start");
     }
-    let progress = Arc::new(Progress::new(
+    let held_shards = HeldShards::default();
+    let mut progress = Progress::new(
         store.clone(),
         loaded,
         progress_metrics,
         config.checkpoint_interval,
         config.replay.as_ref(),
-    ));
+    );
+    if config.shard_leases.is_some() {
+        progress = progress.shared_with(held_shards.clone());
+    }
+    let progress = Arc::new(progress);
     let summary_stop = CancellationToken::new();
     let summary = tokio::spawn(crate::summary::write_loop(
         store,
@@ -218,6 +237,41 @@ pub async fn run(
             "MAX_SHARDS is no longer used and is ignored: every readable shard is read, and memory is bounded by the records held"
         );
     }
+    let lease_stop = CancellationToken::new();
+    let (coordinator, leases) = match &config.shard_leases {
+        Some(settings) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(AdapterError::Kubernetes)?;
+            let events = crate::source_events::SourceEvents::new(
+                client.clone(),
+                &settings.namespace,
+                &settings.source,
+            );
+            let owner = Owner {
+                namespace: settings.namespace.clone(),
+                source: settings.source.clone(),
+                uid: settings.uid.clone(),
+                identity: settings.identity.clone(),
+                duration_seconds: i32::try_from(settings.duration.as_secs_f64().ceil() as u64)
+                    .unwrap_or(i32::MAX),
+            };
+            let (coordinator, leases) = Coordinator::new(
+                client,
+                owner,
+                Timing::for_duration(settings.duration),
+                progress.clone(),
+                held_shards.clone(),
+                lease_metrics,
+                Some(events),
+            );
+            (
+                Some(tokio::spawn(coordinator.run(lease_stop.clone()))),
+                Some(leases),
+            )
+        }
+        None => (None, None),
+    };
     info!(table = %config.arn.table(), sink = %config.sink, format = %config.payload_format, parallelism = config.parallelism, max_connections = config.max_connections, "adapter started");
     let supervisor = Supervisor {
         client,
@@ -230,6 +284,7 @@ pub async fn run(
         shutdown_timeout: config.shutdown_timeout,
         delivery: tokio::runtime::Handle::current(),
         listing: Arc::default(),
+        leases,
     };
     // Discovery runs on the reading thread too: a connection of the SDK's
     // pool is driven by the runtime that opened it, so every call to the
@@ -258,6 +313,15 @@ pub async fn run(
         error!(error = %Report(&e), "the final checkpoint could not be saved; records since the last save will be delivered again");
     } else {
         info!("checkpoint saved; adapter stopped");
+    }
+    if let Some(coordinator) = coordinator {
+        // Released only now that the checkpoint holds everything delivered:
+        // the next holder continues where this replica stopped.
+        lease_stop.cancel();
+        match coordinator.await {
+            Ok(coordinator) => coordinator.release_all().await,
+            Err(e) => error!(error = %Report(&e), "the shard lease coordinator ended abnormally; its leases expire instead"),
+        }
     }
     ops_stop.cancel();
     let _ = ops_task.await;

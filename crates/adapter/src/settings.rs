@@ -159,6 +159,29 @@ pub struct RawSettings {
     /// Any string: a replay from REPLAY_FROM is applied once per token the checkpoint has not recorded.
     #[arg(long, env = env::REPLAY_TOKEN, hide_env_values = true)]
     pub replay_token: Option<String>,
+    /// true: in a cluster, replicas share the stream's shards through one coordination.k8s.io Lease per shard (needs SOURCE_NAME, SOURCE_NAMESPACE, SOURCE_UID and CHECKPOINT_CONFIGMAP) [default: false].
+    #[arg(long, env = env::SHARD_LEASES, hide_env_values = true)]
+    pub shard_leases: Option<String>,
+    /// The uid of SOURCE_NAME: the owner of the shard Leases.
+    #[arg(long, env = env::SOURCE_UID, hide_env_values = true)]
+    pub source_uid: Option<String>,
+    /// This replica's name, the holder of its shard Leases [default: HOSTNAME].
+    #[arg(long, env = env::POD_NAME, hide_env_values = true)]
+    pub pod_name: Option<String>,
+    /// ISO-8601 time a shard Lease holds without renewal; a replica that dies gives its shards up after at most this long [default: PT30S].
+    #[arg(long, env = env::SHARD_LEASE_DURATION, hide_env_values = true)]
+    pub shard_lease_duration: Option<String>,
+}
+
+/// Sharing shards with other replicas through Leases (`SHARD_LEASES=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardLeases {
+    pub namespace: String,
+    pub source: String,
+    pub uid: String,
+    /// This replica's identity.
+    pub identity: String,
+    pub duration: Duration,
 }
 
 /// A replay to apply once: every shard starts again from `from`, unless the
@@ -250,6 +273,8 @@ pub struct Config {
     pub source: Option<(String, String)>,
     /// How often the stream is described to find new shards.
     pub discovery_interval: Duration,
+    /// `SHARD_LEASES=true`: shards are shared with other replicas.
+    pub shard_leases: Option<ShardLeases>,
 }
 
 fn present(value: &Option<String>) -> Option<&str> {
@@ -333,6 +358,63 @@ fn source_object(raw: &RawSettings) -> Result<Option<(String, String)>, SettingE
             "missing: set together with SOURCE_NAMESPACE",
         )),
     }
+}
+
+fn shard_leases(
+    raw: &RawSettings,
+    checkpoint: &CheckpointLocation,
+) -> Result<Option<ShardLeases>, SettingError> {
+    match present(&raw.shard_leases) {
+        None | Some("false") => return Ok(None),
+        Some("true") => {}
+        Some(other) => {
+            return Err(invalid(
+                env::SHARD_LEASES,
+                format!("{other:?} is neither true nor false"),
+            ));
+        }
+    }
+    let Some((namespace, source)) = source_object(raw)? else {
+        return Err(invalid(
+            env::SHARD_LEASES,
+            "needs SOURCE_NAME and SOURCE_NAMESPACE: the Leases are the source's",
+        ));
+    };
+    let CheckpointLocation::ConfigMap { .. } = checkpoint else {
+        return Err(invalid(
+            env::SHARD_LEASES,
+            "needs CHECKPOINT_CONFIGMAP: replicas share their checkpoint there",
+        ));
+    };
+    let uid = present(&raw.source_uid)
+        .ok_or_else(|| invalid(env::SOURCE_UID, "missing: SHARD_LEASES needs the source's uid"))?
+        .to_owned();
+    let identity = present(&raw.pod_name)
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .ok_or_else(|| {
+            invalid(
+                env::POD_NAME,
+                "missing: SHARD_LEASES needs this replica's name (POD_NAME or HOSTNAME)",
+            )
+        })?;
+    let duration = present(&raw.shard_lease_duration)
+        .map(|v| duration(env::SHARD_LEASE_DURATION, v))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(30));
+    if duration < Duration::from_secs(3) {
+        return Err(invalid(
+            env::SHARD_LEASE_DURATION,
+            "must be at least PT3S: a replica renews its leases four times per duration",
+        ));
+    }
+    Ok(Some(ShardLeases {
+        namespace,
+        source,
+        uid,
+        identity,
+        duration,
+    }))
 }
 
 fn checkpoint_location(
@@ -582,7 +664,6 @@ impl Config {
             endpoint,
             assume_role_arn,
             starting_position,
-            checkpoint,
             payload_format,
             event_names,
             filter_patterns,
@@ -601,6 +682,8 @@ impl Config {
             summary_interval,
             replay,
             records_per_read,
+            shard_leases: shard_leases(raw, &checkpoint)?,
+            checkpoint,
             source: source_object(raw)?,
             discovery_interval: Duration::from_secs(10),
         })

@@ -33,10 +33,19 @@ impl SourceEvents {
 
     /// A Warning Event; failures to record it are logged, never fatal.
     pub(crate) async fn warn(&self, reason: &str, note: &str) {
+        self.publish(EventType::Warning, reason, note).await;
+    }
+
+    /// A Normal Event, the same way.
+    pub(crate) async fn normal(&self, reason: &str, note: &str) {
+        self.publish(EventType::Normal, reason, note).await;
+    }
+
+    async fn publish(&self, type_: EventType, reason: &str, note: &str) {
         // The API refuses notes over 1 kB.
         let note = note[..note.floor_char_boundary(1000)].to_owned();
         let event = Event {
-            type_: EventType::Warning,
+            type_,
             reason: reason.to_owned(),
             note: Some(note),
             action: "ReadStream".to_owned(),

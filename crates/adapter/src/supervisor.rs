@@ -4,7 +4,7 @@
 //! open for hours). Memory is bounded by the records held
 //! ([`dynamodb_source_stream::RecordsHeld`]), not by how many shards there are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::health::Health;
+use crate::lease::{Ended, Leases};
 use crate::shard_task::{ShardExit, ShardTask, Shared};
 
 pub(crate) struct Supervisor {
@@ -41,10 +42,13 @@ pub(crate) struct Supervisor {
     pub delivery: Handle,
     /// The newest listing, which readers consult when a shard seems to end.
     pub listing: Arc<Listing>,
+    /// With shard leases: only the shards this replica holds are read.
+    pub leases: Option<Leases>,
 }
 
 struct Running {
     handle: JoinHandle<()>,
+    cancel: CancellationToken,
 }
 
 /// The shards started by the first discovery that do not hold their
@@ -108,6 +112,7 @@ impl Supervisor {
             Jitter::None,
         );
         let mut first = true;
+        let mut allowed = self.leases.as_ref().map(Leases::allowed);
         while !cancel.is_cancelled() {
             let wait = match self
                 .discover(&mut origin, &mut running, &done_tx, &cancel, first)
@@ -126,11 +131,19 @@ impl Supervisor {
             };
             let ended = |running: &mut HashMap<ShardId, Running>, shard: ShardId, exit| {
                 running.remove(&shard);
-                if let ShardExit::Gone(gone) = exit {
-                    // ResourceNotFound for the shard itself: proven gone, so
-                    // its progress is forgotten and its children go ahead.
-                    warn!(shard = %shard, error = %Report(&gone), "shard is gone; its children no longer wait for it");
-                    self.shared.progress.forget(&shard);
+                let how = match exit {
+                    ShardExit::Gone(gone) => {
+                        // ResourceNotFound for the shard itself: proven gone, so
+                        // its progress is forgotten and its children go ahead.
+                        warn!(shard = %shard, error = %Report(&gone), "shard is gone; its children no longer wait for it");
+                        self.shared.progress.forget(&shard);
+                        Ended::Done
+                    }
+                    ShardExit::Finished => Ended::Done,
+                    ShardExit::Cancelled => Ended::Stopped,
+                };
+                if let Some(leases) = &self.leases {
+                    leases.ended(shard, how);
                 }
             };
             tokio::select! {
@@ -142,6 +155,13 @@ impl Supervisor {
                         ended(&mut running, shard, exit);
                     }
                 }
+                Some(Ok(())) = async { match allowed.as_mut() {
+                    Some(allowed) => Some(allowed.changed().await),
+                    None => None,
+                } } => {
+                    // Shards taken or given up: start or stop their readers.
+                    self.follow_leases(&mut running);
+                }
                 _ = self.listing.requested() => {
                     tokio::select! {
                         _ = tokio::time::sleep(REQUESTED_DISCOVERY_GAP) => {}
@@ -152,6 +172,9 @@ impl Supervisor {
             }
         }
         info!(shards = running.len(), timeout = ?self.shutdown_timeout, "stopping shard tasks");
+        for task in running.values() {
+            task.cancel.cancel();
+        }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         for (shard, task) in running {
             let abort = task.handle.abort_handle();
@@ -161,6 +184,23 @@ impl Supervisor {
             {
                 warn!(shard = %shard, "abandoning an in-flight delivery at shutdown; it will be redelivered");
                 abort.abort();
+            }
+        }
+    }
+
+    /// Stops the readers of shards whose lease is no longer held (they end,
+    /// and the coordinator passes the lease on once their progress is saved).
+    /// Shards newly held start at the next discovery, which reads the shared
+    /// checkpoint first.
+    fn follow_leases(&self, running: &mut HashMap<ShardId, Running>) {
+        let Some(leases) = &self.leases else {
+            return;
+        };
+        let allowed = leases.allowed().borrow().clone();
+        for (shard, task) in running.iter() {
+            if !allowed.contains(shard) && !task.cancel.is_cancelled() {
+                info!(shard = %shard, "shard lease given up: reading stops");
+                task.cancel.cancel();
             }
         }
     }
@@ -254,6 +294,11 @@ impl Supervisor {
                 status: info.status,
             });
         }
+        if self.leases.is_some()
+            && let Err(e) = self.shared.progress.refresh().await
+        {
+            warn!(error = %Report(&e), "reading the shared checkpoint failed; planning with what was read before");
+        }
         if self.shared.progress.snapshot().is_none() {
             self.shared
                 .progress
@@ -268,9 +313,20 @@ impl Supervisor {
             .progress
             .note_listing(|id| listed.contains(id), now_unix());
         let busy: HashSet<ShardId> = running.keys().cloned().collect();
-        let plan = lineage::plan(&info.shards, &checkpoint, &busy, *origin, now_unix());
+        let mut plan = lineage::plan(&info.shards, &checkpoint, &busy, *origin, now_unix());
         self.shared.progress.record(plan.record);
         *origin = Origin::Resumed;
+        if let Some(leases) = &self.leases {
+            let readable: BTreeSet<ShardId> = plan
+                .start
+                .iter()
+                .map(|a| a.shard.clone())
+                .chain(busy.iter().cloned())
+                .collect();
+            leases.readable(readable);
+            let allowed = leases.allowed().borrow().clone();
+            plan.start.retain(|a| allowed.contains(&a.shard));
+        }
 
         let positions = first.then(|| {
             Arc::new(FirstPositions {
@@ -293,11 +349,12 @@ impl Supervisor {
             if let Some(positions) = &positions {
                 reader = reader.with_position_guard(Box::new(PositionHeld(positions.clone())));
             }
+            let shard_cancel = cancel.child_token();
             let task = ShardTask {
                 reader,
                 stream: stream.clone(),
                 shared: self.shared.clone(),
-                cancel: cancel.child_token(),
+                cancel: shard_cancel.clone(),
             };
             let done = done.clone();
             let id = shard.clone();
@@ -309,7 +366,13 @@ impl Supervisor {
                 }
                 .instrument(span),
             );
-            running.insert(shard, Running { handle });
+            running.insert(
+                shard,
+                Running {
+                    handle,
+                    cancel: shard_cancel,
+                },
+            );
         }
         if let Some(positions) = positions {
             drop(PositionHeld(positions));

@@ -1,13 +1,14 @@
 //! Durable progress: for each shard, the last record every event up to which
 //! the sink acknowledged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use dynamodb_source_api::StreamArn;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SequenceNumber, ShardId};
+use crate::merge::{Merge, Merged};
 
 /// How far one shard has been delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +269,22 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Replaces the saved progress; either the whole document is stored or none of it.
     async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+
+    /// Merges what this replica may write of `local` into the stored
+    /// document and stores the result (see [`crate::merge`]), retrying on
+    /// conflicting writes of other replicas; returns the stored document and
+    /// what the merge did. A store with one writer (a file) stores `local`.
+    async fn save_merged(
+        &self,
+        local: &Checkpoint,
+        what: Merge,
+        held: &(dyn for<'s> Fn(&'s ShardId) -> bool + Sync),
+        forgotten: &BTreeSet<ShardId>,
+    ) -> Result<(Checkpoint, Merged), CheckpointError> {
+        let _ = (what, held, forgotten);
+        self.save(local).await?;
+        Ok((local.clone(), Merged::Written))
+    }
 
     /// Stores the summary of how the adapter keeps up, where the controller
     /// reads it. Stores nobody reads it from (a file) keep nothing.

@@ -15,6 +15,7 @@ mod held;
 mod ids;
 pub mod lineage;
 mod listing;
+pub mod merge;
 pub mod metrics;
 mod read_size;
 pub mod reader;

@@ -1,0 +1,706 @@
+//! Replicas of one source share its shards through Kubernetes Leases, one
+//! per shard (`coordination.k8s.io/v1`, in the source's namespace, owned by
+//! the source): a replica reads a shard only while it holds its lease.
+//!
+//! # Safety: never two readers of one shard
+//!
+//! - A lease is taken only when nobody holds it: it does not exist (create:
+//!   one creator wins), it was released (holder empty), or it expired. Every
+//!   write is conditional on the `resourceVersion` read, so two takers cannot
+//!   both win.
+//! - Expiry is judged by the taker's own clock, never by comparing the
+//!   holder's `renewTime` with it: a lease is expired when its
+//!   `resourceVersion` has not changed for a whole lease duration since this
+//!   replica first saw it. Clock offsets between nodes do not matter; only
+//!   clock rates do.
+//! - A holder stops reading a shard once [`Timing::deadline`] (two thirds of
+//!   the duration) has passed since it *sent* its last successful renewal.
+//!   That renewal was seen by any taker no earlier than it was sent, so the
+//!   holder has stopped a third of a duration before anyone may take over.
+//! - Balancing never takes a held lease: it asks the holder (an annotation);
+//!   the holder stops reading, saves its checkpoint, and passes the lease to
+//!   the asker in one write. At shutdown a replica saves, then releases its
+//!   leases at once, so the others need not wait for them to expire.
+//!
+//! The checkpoint stays in the source's ConfigMap: each replica writes the
+//! shards it holds into it ([`dynamodb_source_stream::merge`]), and reads the
+//! others' progress (finished parents) from it.
+
+mod balance;
+mod object;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use dynamodb_source_api::Report;
+use dynamodb_source_stream::ShardId;
+use dynamodb_source_stream::label_enum;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub(crate) use object::Owner;
+
+use crate::progress::Progress;
+use crate::source_events::SourceEvents;
+
+/// Most shards a replica asks others for in one round.
+const MAX_ASKS_PER_ROUND: usize = 16;
+
+/// Lease writes in flight at once.
+const CONCURRENT_WRITES: usize = 16;
+
+/// The times of one lease duration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// How long a lease holds without renewal.
+    pub duration: Duration,
+    /// How often leases are renewed and balanced.
+    pub round: Duration,
+    /// How long after its last successful renewal a holder stops reading.
+    pub deadline: Duration,
+}
+
+impl Timing {
+    pub(crate) fn for_duration(duration: Duration) -> Timing {
+        Timing {
+            duration,
+            round: duration / 4,
+            deadline: duration * 2 / 3,
+        }
+    }
+}
+
+label_enum! {
+    /// How a shard lease changed hands.
+    pub enum Change {
+        /// Taken: new, or released by its holder.
+        Taken => "taken",
+        /// Taken after it expired: its holder died or was cut off.
+        TakenOver => "taken_over",
+        /// Passed to this replica after it asked (balancing).
+        Received => "received",
+        /// Passed to the replica that asked for it.
+        Given => "given",
+        /// Lost: taken by another replica, deleted, or not renewed in time.
+        Lost => "lost",
+        /// Released at shutdown, or deleted once its shard was read to the end.
+        Released => "released",
+        /// A hand-over this replica asked for.
+        Asked => "asked",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ChangeLabels {
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LeaseMetrics {
+    pub held: Gauge,
+    pub changes: Family<ChangeLabels, Counter>,
+}
+
+impl LeaseMetrics {
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynamodb_source_shard_leases_held",
+            "Shard leases this replica holds",
+            self.held.clone(),
+        );
+        registry.register(
+            "dynamodb_source_shard_lease_changes",
+            "Shard leases taken, taken over after expiry, received, given, lost, released and asked for",
+            self.changes.clone(),
+        );
+    }
+
+    fn count(&self, change: Change) {
+        self.changes.get_or_create(&ChangeLabels { change }).inc();
+    }
+}
+
+/// The shards whose lease this replica holds: the only ones whose progress
+/// it writes into the shared checkpoint.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeldShards(Arc<RwLock<BTreeSet<ShardId>>>);
+
+impl HeldShards {
+    pub(crate) fn contains(&self, shard: &ShardId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(shard)
+    }
+
+    fn set(&self, shards: BTreeSet<ShardId>) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = shards;
+    }
+}
+
+/// How a shard task that held a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Read to its end, or gone: the lease is deleted once that is saved.
+    Done,
+    /// Stopped (asked to hand over, or shutdown).
+    Stopped,
+}
+
+/// The supervisor's side: which shards may be read, and what it tells the
+/// coordinator.
+pub(crate) struct Leases {
+    /// The shards the lineage allows to read now.
+    readable: watch::Sender<BTreeSet<ShardId>>,
+    /// The shards this replica may read: leases held and renewed in time.
+    allowed: watch::Receiver<BTreeSet<ShardId>>,
+    ended: mpsc::UnboundedSender<(ShardId, Ended)>,
+}
+
+impl Leases {
+    /// The lineage allows these shards to be read now.
+    pub(crate) fn readable(&self, shards: BTreeSet<ShardId>) {
+        self.readable.send_if_modified(|current| {
+            let changed = *current != shards;
+            *current = shards;
+            changed
+        });
+    }
+
+    pub(crate) fn allowed(&self) -> watch::Receiver<BTreeSet<ShardId>> {
+        self.allowed.clone()
+    }
+
+    pub(crate) fn ended(&self, shard: ShardId, how: Ended) {
+        let _ = self.ended.send((shard, how));
+    }
+}
+
+/// What this replica holds of one shard.
+struct Held {
+    lease: Lease,
+    /// When the last successful renewal (or take) was sent.
+    renewed: Option<Instant>,
+    state: HeldState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HeldState {
+    Reading,
+    /// Asked for by `to`: reading stops, then the lease is passed.
+    HandingOver { to: String },
+    /// Read to its end or gone: deleted once saved.
+    Done,
+}
+
+/// Takes, renews, balances and passes on this replica's shard leases.
+pub(crate) struct Coordinator {
+    api: Api<Lease>,
+    owner: Owner,
+    timing: Timing,
+    progress: Arc<Progress>,
+    held_shards: HeldShards,
+    metrics: LeaseMetrics,
+    events: Option<SourceEvents>,
+    readable: watch::Receiver<BTreeSet<ShardId>>,
+    allowed: watch::Sender<BTreeSet<ShardId>>,
+    ended: mpsc::UnboundedReceiver<(ShardId, Ended)>,
+    held: BTreeMap<ShardId, Held>,
+    /// Per lease name: its `resourceVersion` and since when this replica has
+    /// seen it unchanged.
+    seen: HashMap<String, (String, Instant)>,
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        client: kube::Client,
+        owner: Owner,
+        timing: Timing,
+        progress: Arc<Progress>,
+        held_shards: HeldShards,
+        metrics: LeaseMetrics,
+        events: Option<SourceEvents>,
+    ) -> (Coordinator, Leases) {
+        let (readable_tx, readable_rx) = watch::channel(BTreeSet::new());
+        let (allowed_tx, allowed_rx) = watch::channel(BTreeSet::new());
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+        let coordinator = Coordinator {
+            api: Api::namespaced(client, &owner.namespace),
+            owner,
+            timing,
+            progress,
+            held_shards,
+            metrics,
+            events,
+            readable: readable_rx,
+            allowed: allowed_tx,
+            ended: ended_rx,
+            held: BTreeMap::new(),
+            seen: HashMap::new(),
+        };
+        let leases = Leases {
+            readable: readable_tx,
+            allowed: allowed_rx,
+            ended: ended_tx,
+        };
+        (coordinator, leases)
+    }
+
+    /// Runs rounds until `stop`, then returns itself so that the caller can
+    /// release the leases once the final checkpoint is saved.
+    pub(crate) async fn run(mut self, stop: CancellationToken) -> Coordinator {
+        info!(identity = %self.owner.identity, duration = ?self.timing.duration, "sharing shards through leases");
+        let mut ticks = tokio::time::interval(self.timing.round);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.round().await,
+                Some((shard, how)) = self.ended.recv() => self.on_ended(shard, how).await,
+                Ok(()) = self.readable.changed() => {
+                    // Newly readable shards are taken now, not a round later.
+                    self.round().await;
+                    ticks.reset();
+                }
+                _ = stop.cancelled() => break,
+            }
+        }
+        self
+    }
+
+    /// Releases every lease held (passing those asked for to the asker),
+    /// once the final checkpoint was saved.
+    pub(crate) async fn release_all(mut self) {
+        let now = Timestamp::now();
+        let duration = self.owner.duration_seconds;
+        let held = std::mem::take(&mut self.held);
+        let mut writes = Vec::new();
+        for (shard, held) in held {
+            let api = self.api.clone();
+            let name = held.lease.metadata.name.clone().unwrap_or_default();
+            let next = match &held.state {
+                HeldState::Done => Write::Delete(held.lease),
+                HeldState::HandingOver { to } => {
+                    Write::Replace(object::pass(&held.lease, Some(to), duration, now))
+                }
+                HeldState::Reading => Write::Replace(object::pass(&held.lease, None, duration, now)),
+            };
+            writes.push(async move {
+                let result = next.send(&api).await.map(drop);
+                (shard, name, result)
+            });
+        }
+        let results: Vec<_> = futures::stream::iter(writes)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        let mut released = 0;
+        for (shard, name, result) in results {
+            match result {
+                Ok(()) => {
+                    released += 1;
+                    self.metrics.count(Change::Released);
+                }
+                Err(e) => {
+                    warn!(shard = %shard, lease = %name, error = %Report(&e), "releasing a shard lease failed; another replica takes it once it expires");
+                }
+            }
+        }
+        self.held_shards.set(BTreeSet::new());
+        self.metrics.held.set(0);
+        info!(released, "shard leases released");
+    }
+
+    /// One round: see every lease, renew ours, keep the deadline, balance.
+    async fn round(&mut self) {
+        let listed = match self
+            .api
+            .list(&ListParams::default().labels(&format!(
+                "{}={}",
+                object::SOURCE_LABEL,
+                self.owner.source
+            )))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(e) => {
+                warn!(error = %Report(&e), "listing shard leases failed");
+                self.keep_deadline();
+                self.publish();
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut leases: BTreeMap<ShardId, Lease> = BTreeMap::new();
+        let mut names = std::collections::HashSet::new();
+        for lease in listed {
+            let (Some(shard), Some(name)) = (object::shard_of(&lease), lease.metadata.name.clone())
+            else {
+                continue;
+            };
+            let version = lease.metadata.resource_version.clone().unwrap_or_default();
+            match self.seen.get(&name) {
+                Some((seen, _)) if *seen == version => {}
+                _ => {
+                    self.seen.insert(name.clone(), (version, now));
+                }
+            }
+            names.insert(name);
+            leases.insert(shard, lease);
+        }
+        self.seen.retain(|name, _| names.contains(name));
+
+        self.follow(&leases);
+        self.renew().await;
+        self.keep_deadline();
+        self.balance(&leases).await;
+        self.publish();
+    }
+
+    /// Takes what the listing says of the leases held: lost ones, hand-overs
+    /// asked, and leases passed to this replica.
+    fn follow(&mut self, leases: &BTreeMap<ShardId, Lease>) {
+        let me = self.owner.identity.clone();
+        let lost: Vec<ShardId> = self
+            .held
+            .keys()
+            .filter(|shard| {
+                leases
+                    .get(*shard)
+                    .is_none_or(|lease| object::holder(lease) != Some(me.as_str()))
+            })
+            .cloned()
+            .collect();
+        for shard in lost {
+            let holder = leases
+                .get(&shard)
+                .and_then(|l| object::holder(l))
+                .unwrap_or("nobody")
+                .to_owned();
+            warn!(shard = %shard, holder = %holder, "shard lease lost; reading it stops");
+            self.held.remove(&shard);
+            self.metrics.count(Change::Lost);
+        }
+        for (shard, lease) in leases {
+            if object::holder(lease) != Some(me.as_str()) {
+                continue;
+            }
+            match self.held.get_mut(shard) {
+                Some(held) => {
+                    held.lease = lease.clone();
+                    if let (HeldState::Reading, Some(to)) = (&held.state, object::handoff_to(lease))
+                        && to != me
+                    {
+                        info!(shard = %shard, to = %to, "handing the shard over");
+                        held.state = HeldState::HandingOver { to: to.to_owned() };
+                    }
+                }
+                None => {
+                    // Passed to us after we asked, or ours from before a
+                    // restart of this container: read once renewed.
+                    debug!(shard = %shard, "holding a shard lease passed to this replica");
+                    self.metrics.count(Change::Received);
+                    self.held.insert(
+                        shard.clone(),
+                        Held {
+                            lease: lease.clone(),
+                            renewed: None,
+                            state: HeldState::Reading,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    async fn renew(&mut self) {
+        let duration = self.owner.duration_seconds;
+        let mut writes = Vec::new();
+        for (shard, held) in &self.held {
+            let api = self.api.clone();
+            let next = object::renewed(&held.lease, duration, Timestamp::now());
+            let shard = shard.clone();
+            writes.push(async move {
+                let sent = Instant::now();
+                let result = replace(&api, &next).await;
+                (shard, sent, result)
+            });
+        }
+        let results: Vec<_> = futures::stream::iter(writes)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        for (shard, sent, result) in results {
+            let Some(held) = self.held.get_mut(&shard) else {
+                continue;
+            };
+            match result {
+                Ok(lease) => {
+                    held.lease = lease;
+                    held.renewed = Some(sent);
+                }
+                // Changed since listed (a hand-over asked, or taken): the
+                // next listing says which.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => {
+                    warn!(shard = %shard, error = %Report(&e), "renewing a shard lease failed");
+                }
+            }
+        }
+    }
+
+    /// Stops reading shards whose lease was not renewed in time: a taker may
+    /// soon see it expired. A lease that is still ours is renewed again in
+    /// a later round and read again then.
+    fn keep_deadline(&mut self) {
+        let deadline = self.timing.deadline;
+        let late: Vec<ShardId> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.renewed.is_some_and(|at| at.elapsed() >= deadline))
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        for shard in late {
+            warn!(shard = %shard, deadline = ?deadline, "shard lease not renewed in time; reading it stops");
+            self.held.remove(&shard);
+            self.metrics.count(Change::Lost);
+        }
+    }
+
+    async fn balance(&mut self, leases: &BTreeMap<ShardId, Lease>) {
+        let readable = self.readable.borrow().clone();
+        let now = Instant::now();
+        let seen: BTreeMap<ShardId, balance::Seen> = leases
+            .iter()
+            .map(|(shard, lease)| {
+                let name = lease.metadata.name.clone().unwrap_or_default();
+                let duration = object::duration_seconds(lease)
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(self.timing.duration, Duration::from_secs);
+                let expired = self
+                    .seen
+                    .get(&name)
+                    .is_some_and(|(_, since)| now.duration_since(*since) >= duration);
+                let held = self.held.contains_key(shard);
+                let seen = balance::Seen {
+                    holder: if held {
+                        Some(self.owner.identity.clone())
+                    } else {
+                        object::holder(lease).map(str::to_owned)
+                    },
+                    expired: !held && expired,
+                    handoff_asked: object::handoff_to(lease).is_some(),
+                };
+                (shard.clone(), seen)
+            })
+            .collect();
+        let moves = balance::balance(&self.owner.identity, &readable, &seen, MAX_ASKS_PER_ROUND);
+        if moves.take.is_empty() && moves.ask.is_empty() {
+            return;
+        }
+        let duration = self.owner.duration_seconds;
+        let me = self.owner.identity.clone();
+        let mut takes = Vec::new();
+        for shard in moves.take.clone() {
+            let api = self.api.clone();
+            let before = leases
+                .get(&shard)
+                .and_then(|l| object::holder(l).map(str::to_owned));
+            let next = match leases.get(&shard) {
+                None => Write::Create(object::new(&self.owner, &shard, Timestamp::now())),
+                Some(lease) => Write::Replace(object::pass(
+                    lease,
+                    Some(&me),
+                    duration,
+                    Timestamp::now(),
+                )),
+            };
+            takes.push(async move {
+                let sent = Instant::now();
+                let result = next.send(&api).await;
+                (shard, sent, before, result)
+            });
+        }
+        let results: Vec<_> = futures::stream::iter(takes)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        for (shard, sent, before, result) in results {
+            match result {
+                Ok(lease) => {
+                    let change = match &before {
+                        Some(holder) if *holder != me => Change::TakenOver,
+                        _ => Change::Taken,
+                    };
+                    self.metrics.count(change);
+                    if change == Change::TakenOver {
+                        let holder = before.unwrap_or_default();
+                        warn!(shard = %shard, from = %holder, "took over the lease of a shard whose holder stopped renewing it");
+                        if let Some(events) = &self.events {
+                            events
+                                .normal(
+                                    "ShardTakenOver",
+                                    &format!(
+                                        "{me} took over shard {shard}: the lease of {holder} expired"
+                                    ),
+                                )
+                                .await;
+                        }
+                    } else {
+                        debug!(shard = %shard, "took a shard lease");
+                    }
+                    self.held.insert(
+                        shard,
+                        Held {
+                            lease,
+                            renewed: Some(sent),
+                            state: HeldState::Reading,
+                        },
+                    );
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    debug!(shard = %shard, "another replica took the shard lease first");
+                }
+                Err(e) => warn!(shard = %shard, error = %Report(&e), "taking a shard lease failed"),
+            }
+        }
+        let mut asks = Vec::new();
+        for shard in moves.ask {
+            let Some(lease) = leases.get(&shard) else {
+                continue;
+            };
+            let api = self.api.clone();
+            let next = object::ask(lease, &me);
+            asks.push(async move {
+                let result = replace(&api, &next).await;
+                (shard, result)
+            });
+        }
+        let results: Vec<_> = futures::stream::iter(asks)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        for (shard, result) in results {
+            match result {
+                Ok(_) => {
+                    debug!(shard = %shard, "asked for a shard");
+                    self.metrics.count(Change::Asked);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => warn!(shard = %shard, error = %Report(&e), "asking for a shard failed"),
+            }
+        }
+    }
+
+    /// A shard task ended: pass on or delete its lease once its progress is
+    /// saved.
+    async fn on_ended(&mut self, shard: ShardId, how: Ended) {
+        let Some(held) = self.held.get_mut(&shard) else {
+            return;
+        };
+        match (how, &held.state) {
+            (Ended::Done, _) => held.state = HeldState::Done,
+            (Ended::Stopped, HeldState::HandingOver { .. }) => {}
+            // Stopped while still ours (its lease was late, or shutdown):
+            // the supervisor starts it again when it may.
+            (Ended::Stopped, _) => return,
+        }
+        self.progress.commit();
+        if let Err(e) = self.progress.flush().await {
+            warn!(shard = %shard, error = %Report(&e), "saving progress before passing a shard lease on failed; the next holder repeats what was delivered since the last save");
+        }
+        let Some(held) = self.held.remove(&shard) else {
+            return;
+        };
+        let duration = self.owner.duration_seconds;
+        let result = match &held.state {
+            HeldState::HandingOver { to } => {
+                replace(&self.api, &object::pass(&held.lease, Some(to), duration, Timestamp::now()))
+                    .await
+                    .map(|_| Change::Given)
+            }
+            _ => delete(&self.api, &held.lease).await.map(|()| Change::Released),
+        };
+        match result {
+            Ok(change) => {
+                info!(shard = %shard, change = change.as_str(), "shard lease passed on");
+                self.metrics.count(change);
+            }
+            Err(e) => {
+                warn!(shard = %shard, error = %Report(&e), "passing a shard lease on failed; it expires instead");
+            }
+        }
+        self.publish();
+    }
+
+    /// Tells the supervisor which shards it may read, and the progress
+    /// writer which it may write.
+    fn publish(&mut self) {
+        let writable: BTreeSet<ShardId> = self.held.keys().cloned().collect();
+        let readable: BTreeSet<ShardId> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.renewed.is_some() && held.state == HeldState::Reading)
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        self.metrics
+            .held
+            .set(i64::try_from(writable.len()).unwrap_or(i64::MAX));
+        self.held_shards.set(writable);
+        self.allowed.send_if_modified(|current| {
+            let changed = *current != readable;
+            *current = readable;
+            changed
+        });
+    }
+}
+
+/// One write of a Lease, owned so that many can be in flight at once.
+enum Write {
+    Create(Lease),
+    Replace(Lease),
+    Delete(Lease),
+}
+
+impl Write {
+    /// The Lease as stored (for a delete, as it was).
+    async fn send(self, api: &Api<Lease>) -> Result<Lease, kube::Error> {
+        match self {
+            Write::Create(lease) => api.create(&PostParams::default(), &lease).await,
+            Write::Replace(lease) => replace(api, &lease).await,
+            Write::Delete(lease) => delete(api, &lease).await.map(|()| lease),
+        }
+    }
+}
+
+async fn replace(api: &Api<Lease>, lease: &Lease) -> Result<Lease, kube::Error> {
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    api.replace(&name, &PostParams::default(), lease).await
+}
+
+async fn delete(api: &Api<Lease>, lease: &Lease) -> Result<(), kube::Error> {
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: lease.metadata.resource_version.clone(),
+            uid: lease.metadata.uid.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
