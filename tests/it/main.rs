@@ -7,6 +7,7 @@ mod adapter_crash;
 mod adapter_delivery;
 mod adapter_discovery_faults;
 mod adapter_filter_patterns;
+mod adapter_leases;
 mod adapter_moto;
 mod adapter_record_age;
 mod adapter_replay;

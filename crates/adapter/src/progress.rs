@@ -206,6 +206,15 @@ impl Progress {
             .or_else(|| state.first_replay.clone())
     }
 
+    /// Whether `shard` was read to its end, by this replica or (as last
+    /// read from the shared document) another.
+    pub(crate) fn is_finished(&self, shard: &ShardId) -> bool {
+        self.lock()
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.is_finished(shard))
+    }
+
     pub(crate) fn snapshot(&self) -> Option<Checkpoint> {
         self.lock().checkpoint.clone()
     }

@@ -22,12 +22,12 @@ use url::Url;
 use crate::configmap_store::ConfigMapCheckpointStore;
 use crate::health::Health;
 use crate::lease::{Coordinator, HeldShards, LeaseMetrics, Owner, Timing};
-use dynamodb_source_api::summary::replica_summary_key;
 use crate::progress::{Progress, ProgressMetrics};
 use crate::reading::ReadingThread;
 use crate::settings::{CheckpointLocation, Config};
 use crate::shard_task::{Freer, Shared};
 use crate::supervisor::Supervisor;
+use dynamodb_source_api::summary::replica_summary_key;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -320,7 +320,9 @@ pub async fn run(
         lease_stop.cancel();
         match coordinator.await {
             Ok(coordinator) => coordinator.release_all().await,
-            Err(e) => error!(error = %Report(&e), "the shard lease coordinator ended abnormally; its leases expire instead"),
+            Err(e) => {
+                error!(error = %Report(&e), "the shard lease coordinator ended abnormally; its leases expire instead")
+            }
         }
     }
     ops_stop.cancel();

@@ -387,7 +387,12 @@ fn shard_leases(
         ));
     };
     let uid = present(&raw.source_uid)
-        .ok_or_else(|| invalid(env::SOURCE_UID, "missing: SHARD_LEASES needs the source's uid"))?
+        .ok_or_else(|| {
+            invalid(
+                env::SOURCE_UID,
+                "missing: SHARD_LEASES needs the source's uid",
+            )
+        })?
         .to_owned();
     let identity = present(&raw.pod_name)
         .map(str::to_owned)

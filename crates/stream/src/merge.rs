@@ -171,7 +171,13 @@ mod tests {
         let mut stored = doc(&[("a", after("100")), ("b", after("200"))]);
         // The local view of "b" is old: another replica moved it since.
         let local = doc(&[("a", after("150")), ("b", after("100"))]);
-        let merged = merge_into(&mut stored, &local, Merge::Held, |s| s.as_str() == "a", &BTreeSet::new());
+        let merged = merge_into(
+            &mut stored,
+            &local,
+            Merge::Held,
+            |s| s.as_str() == "a",
+            &BTreeSet::new(),
+        );
         assert_eq!(merged, Merged::Written);
         assert_eq!(stored.progress(&ShardId::new("a")), Some(&after("150")));
         assert_eq!(stored.progress(&ShardId::new("b")), Some(&after("200")));
@@ -185,10 +191,23 @@ mod tests {
             ("c", ShardProgress::LatestSince(5)),
             ("d", after("1")),
         ]);
-        merge_into(&mut stored, &local, Merge::Held, |_| false, &BTreeSet::new());
+        merge_into(
+            &mut stored,
+            &local,
+            Merge::Held,
+            |_| false,
+            &BTreeSet::new(),
+        );
         assert_eq!(stored.progress(&ShardId::new("b")), Some(&after("200")));
-        assert_eq!(stored.progress(&ShardId::new("c")), Some(&ShardProgress::LatestSince(5)));
-        assert_eq!(stored.progress(&ShardId::new("d")), None, "not held: not written");
+        assert_eq!(
+            stored.progress(&ShardId::new("c")),
+            Some(&ShardProgress::LatestSince(5))
+        );
+        assert_eq!(
+            stored.progress(&ShardId::new("d")),
+            None,
+            "not held: not written"
+        );
     }
 
     #[test]
@@ -213,7 +232,13 @@ mod tests {
         // The replica that applied it writes everything once.
         let mut stored = doc(&[("a", after("900"))]);
         let applied = replayed(doc(&[("a", ShardProgress::Replay(None))]), "two");
-        merge_into(&mut stored, &applied, Merge::Everything, |_| false, &BTreeSet::new());
+        merge_into(
+            &mut stored,
+            &applied,
+            Merge::Everything,
+            |_| false,
+            &BTreeSet::new(),
+        );
         assert_eq!(stored, applied);
     }
 
@@ -230,13 +255,22 @@ mod tests {
         assert_eq!(stored.shards.len(), 1);
         let mut older = doc(&[("a", after("9"))]);
         assert!(matches!(
-            merge_into(&mut older.clone(), &doc(&[]), Merge::Held, |_| true, &BTreeSet::new()),
+            merge_into(
+                &mut older.clone(),
+                &doc(&[]),
+                Merge::Held,
+                |_| true,
+                &BTreeSet::new()
+            ),
             Merged::Written
         ));
         let merged = merge_into(&mut stored, &older, Merge::Held, |_| true, &BTreeSet::new());
         assert!(matches!(merged, Merged::Stale(_)));
         adopt(&mut older, &stored, |_| true);
-        assert_eq!(older.stream_arn, newer.stream_arn, "the older replica adopts it");
+        assert_eq!(
+            older.stream_arn, newer.stream_arn,
+            "the older replica adopts it"
+        );
     }
 
     #[test]
@@ -246,6 +280,10 @@ mod tests {
         adopt(&mut local, &stored, |s| s.as_str() == "a");
         assert_eq!(local.progress(&ShardId::new("a")), Some(&after("150")));
         assert!(local.is_finished(&ShardId::new("b")));
-        assert_eq!(local.progress(&ShardId::new("c")), None, "forgotten elsewhere");
+        assert_eq!(
+            local.progress(&ShardId::new("c")),
+            None,
+            "forgotten elsewhere"
+        );
     }
 }

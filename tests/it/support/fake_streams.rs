@@ -356,6 +356,13 @@ pub struct Call {
     pub shard: Option<String>,
     /// `None` when the operation succeeded.
     pub error: Option<String>,
+    /// The access key id the request was signed with: which process asked,
+    /// when each runs with a key of its own.
+    #[allow(
+        dead_code,
+        reason = "part of the fake's scripting API; not every script uses it"
+    )]
+    pub client: Option<String>,
 }
 
 /// One GetShardIterator request, as asked.
@@ -958,6 +965,13 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
             );
         }
     };
+    // SigV4: "AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...".
+    let client = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|v| v.split('/').next())
+        .map(str::to_owned);
     let result = {
         let mut state = lock(&state);
         let (shard, result) = state.answer(op, &input);
@@ -966,6 +980,7 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Bytes) ->
             at: Instant::now(),
             shard,
             error: result.as_ref().err().map(ApiError::code),
+            client,
         });
         result
     };

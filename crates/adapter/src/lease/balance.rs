@@ -118,7 +118,9 @@ mod tests {
     use super::*;
 
     fn shards(n: usize) -> BTreeSet<ShardId> {
-        (0..n).map(|i| ShardId::new(format!("shard-{i:03}"))).collect()
+        (0..n)
+            .map(|i| ShardId::new(format!("shard-{i:03}")))
+            .collect()
     }
 
     fn held(holder: &str) -> Seen {
@@ -186,7 +188,12 @@ mod tests {
         let moves = balance("c", &readable, &leases, 2);
         assert!(moves.take.is_empty());
         assert_eq!(moves.ask.len(), 2, "bounded per round");
-        assert!(moves.ask.iter().all(|s| leases[s].holder.as_deref() == Some("a")));
+        assert!(
+            moves
+                .ask
+                .iter()
+                .all(|s| leases[s].holder.as_deref() == Some("a"))
+        );
     }
 
     #[test]

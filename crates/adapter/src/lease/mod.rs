@@ -146,7 +146,10 @@ impl HeldShards {
     }
 
     fn set(&self, shards: BTreeSet<ShardId>) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = shards;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = shards;
     }
 }
 
@@ -200,7 +203,9 @@ struct Held {
 enum HeldState {
     Reading,
     /// Asked for by `to`: reading stops, then the lease is passed.
-    HandingOver { to: String },
+    HandingOver {
+        to: String,
+    },
     /// Read to its end or gone: deleted once saved.
     Done,
 }
@@ -294,7 +299,9 @@ impl Coordinator {
                 HeldState::HandingOver { to } => {
                     Write::Replace(object::pass(&held.lease, Some(to), duration, now))
                 }
-                HeldState::Reading => Write::Replace(object::pass(&held.lease, None, duration, now)),
+                HeldState::Reading => {
+                    Write::Replace(object::pass(&held.lease, None, duration, now))
+                }
             };
             writes.push(async move {
                 let result = next.send(&api).await.map(drop);
@@ -364,8 +371,54 @@ impl Coordinator {
         self.follow(&leases);
         self.renew().await;
         self.keep_deadline();
+        self.collect(&leases).await;
         self.balance(&leases).await;
         self.publish();
+    }
+
+    /// Deletes the leases of shards read to their end: held ones (a shard
+    /// task that ended before its lease could be deleted, or a delete that
+    /// failed), and ones nobody holds any more (a holder that died between
+    /// saving the end and deleting).
+    async fn collect(&mut self, leases: &BTreeMap<ShardId, Lease>) {
+        let now = Instant::now();
+        let mut deletes = Vec::new();
+        for (shard, lease) in leases {
+            if !self.progress.is_finished(shard) {
+                continue;
+            }
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let expired = self
+                .seen
+                .get(&name)
+                .is_some_and(|(_, since)| now.duration_since(*since) >= self.timing.duration);
+            let ours = self.held.remove(shard).map(|held| held.lease);
+            if ours.is_some() || object::holder(lease).is_none() || expired {
+                let api = self.api.clone();
+                let lease = ours.unwrap_or_else(|| lease.clone());
+                let shard = shard.clone();
+                deletes.push(async move {
+                    let result = delete(&api, &lease).await;
+                    (shard, result)
+                });
+            }
+        }
+        let results: Vec<_> = futures::stream::iter(deletes)
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        for (shard, result) in results {
+            match result {
+                Ok(()) => {
+                    debug!(shard = %shard, "deleted the lease of a finished shard");
+                    self.metrics.count(Change::Released);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => {
+                    warn!(shard = %shard, error = %Report(&e), "deleting the lease of a finished shard failed");
+                }
+            }
+        }
     }
 
     /// Takes what the listing says of the leases held: lost ones, hand-overs
@@ -519,12 +572,9 @@ impl Coordinator {
                 .and_then(|l| object::holder(l).map(str::to_owned));
             let next = match leases.get(&shard) {
                 None => Write::Create(object::new(&self.owner, &shard, Timestamp::now())),
-                Some(lease) => Write::Replace(object::pass(
-                    lease,
-                    Some(&me),
-                    duration,
-                    Timestamp::now(),
-                )),
+                Some(lease) => {
+                    Write::Replace(object::pass(lease, Some(&me), duration, Timestamp::now()))
+                }
             };
             takes.push(async move {
                 let sent = Instant::now();
@@ -625,12 +675,15 @@ impl Coordinator {
         };
         let duration = self.owner.duration_seconds;
         let result = match &held.state {
-            HeldState::HandingOver { to } => {
-                replace(&self.api, &object::pass(&held.lease, Some(to), duration, Timestamp::now()))
-                    .await
-                    .map(|_| Change::Given)
-            }
-            _ => delete(&self.api, &held.lease).await.map(|()| Change::Released),
+            HeldState::HandingOver { to } => replace(
+                &self.api,
+                &object::pass(&held.lease, Some(to), duration, Timestamp::now()),
+            )
+            .await
+            .map(|_| Change::Given),
+            _ => delete(&self.api, &held.lease)
+                .await
+                .map(|()| Change::Released),
         };
         match result {
             Ok(change) => {
@@ -638,7 +691,7 @@ impl Coordinator {
                 self.metrics.count(change);
             }
             Err(e) => {
-                warn!(shard = %shard, error = %Report(&e), "passing a shard lease on failed; it expires instead");
+                warn!(shard = %shard, error = %Report(&e), "passing a shard lease on failed; it expires, or is deleted once its shard is finished");
             }
         }
         self.publish();

@@ -167,7 +167,10 @@ mod tests {
         let odd = ShardId::new("Shard_With_Underscores");
         let hashed = name("orders", &odd);
         assert!(hashed.starts_with("orders."));
-        assert_ne!(hashed, name("orders", &ShardId::new("Shard_With_Underscore")));
+        assert_ne!(
+            hashed,
+            name("orders", &ShardId::new("Shard_With_Underscore"))
+        );
         let long = "a".repeat(253);
         assert!(name(&long, &shard).len() <= 253);
     }
@@ -191,7 +194,10 @@ mod tests {
         let passed = pass(&asked, Some("other"), 30, Timestamp::UNIX_EPOCH);
         assert_eq!(holder(&passed), Some("other"));
         assert_eq!(handoff_to(&passed), None);
-        assert_eq!(passed.spec.as_ref().and_then(|s| s.lease_transitions), Some(1));
+        assert_eq!(
+            passed.spec.as_ref().and_then(|s| s.lease_transitions),
+            Some(1)
+        );
         let released = pass(&passed, None, 30, Timestamp::UNIX_EPOCH);
         assert_eq!(holder(&released), None);
     }
