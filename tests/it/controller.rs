@@ -20,14 +20,15 @@ use crate::support::eventually;
 
 const ARN: &str = "arn:aws:dynamodb:us-west-2:123456789012:table/orders";
 
-struct Rig {
-    client: Client,
-    ns: String,
-    dir: tempfile::TempDir,
-    controller: ControllerProcess,
+/// A namespace and a controller watching it (shared with `controller_scale`).
+pub(crate) struct Rig {
+    pub(crate) client: Client,
+    pub(crate) ns: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) controller: ControllerProcess,
 }
 
-async fn rig(prefix: &str) -> Rig {
+pub(crate) async fn rig(prefix: &str) -> Rig {
     let cluster = cluster::shared();
     ctl::install(cluster);
     let ns = cluster.namespace(prefix).await;
@@ -45,11 +46,11 @@ async fn rig(prefix: &str) -> Rig {
 }
 
 impl Rig {
-    fn sources(&self) -> Api<AWSDynamoDBSource> {
+    pub(crate) fn sources(&self) -> Api<AWSDynamoDBSource> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -59,7 +60,7 @@ impl Rig {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    async fn apply_source(&self, name: &str, spec: serde_json::Value) {
+    pub(crate) async fn apply_source(&self, name: &str, spec: serde_json::Value) {
         let source = json!({
             "apiVersion": "sources.triggermesh.io/v1alpha1",
             "kind": "AWSDynamoDBSource",
@@ -89,7 +90,7 @@ impl Rig {
     }
 
     /// Waits until the source's Ready condition has this status and reason.
-    async fn wait_ready(
+    pub(crate) async fn wait_ready(
         &self,
         name: &str,
         status: ConditionStatus,
@@ -110,7 +111,7 @@ impl Rig {
         .await
     }
 
-    async fn deployment(&self, name: &str) -> Deployment {
+    pub(crate) async fn deployment(&self, name: &str) -> Deployment {
         let deployments: Api<Deployment> = self.api();
         let name = format!("awsdynamodbsource-{name}");
         eventually(&format!("Deployment {name}"), DEADLINE, async || {
@@ -120,7 +121,7 @@ impl Rig {
     }
 }
 
-fn env(deployment: &Deployment, name: &str) -> Option<String> {
+pub(crate) fn env(deployment: &Deployment, name: &str) -> Option<String> {
     deployment.spec.template.spec.as_ref()?.containers[0]
         .env
         .as_ref()?
@@ -568,7 +569,7 @@ async fn filter_patterns_reach_the_adapter_and_a_bad_operator_is_reported_with_i
 }
 
 /// Writes `summary` into the source's checkpoint ConfigMap, as the adapter does.
-async fn write_summary(rig: &Rig, source: &str, summary: serde_json::Value) {
+pub(crate) async fn write_summary(rig: &Rig, source: &str, summary: serde_json::Value) {
     let name = format!("awsdynamodbsource-{source}-checkpoint");
     let manifest = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -586,7 +587,7 @@ async fn write_summary(rig: &Rig, source: &str, summary: serde_json::Value) {
         .unwrap_or_else(|e| panic!("write the summary of {source}: {e}"));
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")

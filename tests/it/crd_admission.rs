@@ -175,7 +175,8 @@ fn source_manifest(name: &str, spec_yaml: &str) -> Value {
 }
 
 /// Asserts that the server stored `manifest` as written: a source's spec
-/// exactly (nothing pruned, defaulted or rewritten), a Secret's stringData as
+/// exactly (nothing pruned or rewritten, and only `replicas` defaulted, to 1,
+/// so that the scale subresource reports the replicas that run), a Secret's stringData as
 /// the base64 data it becomes, and every label and annotation. (Other kinds
 /// are defaulted by the server; strict field validation already refuses any
 /// field they would drop.)
@@ -184,10 +185,16 @@ fn assert_stored_unchanged(manifest: &Value, live: &DynamicObject, origin: &str)
     let kind = manifest["kind"].as_str().unwrap_or_default();
     let name = name_of(manifest);
     match kind {
-        KIND => assert_eq!(
-            live.data["spec"], manifest["spec"],
-            "{origin}: {kind} {name}: the server stored a different spec"
-        ),
+        KIND => {
+            let mut expected = manifest["spec"].clone();
+            if let Some(spec) = expected.as_object_mut() {
+                spec.entry("replicas").or_insert(Value::from(1));
+            }
+            assert_eq!(
+                live.data["spec"], expected,
+                "{origin}: {kind} {name}: the server stored a different spec"
+            );
+        }
         "Secret" => {
             assert_eq!(
                 live.data["type"], manifest["type"],
@@ -893,6 +900,14 @@ rejected! {
         [ARN, SINK, "delivery: {maxConnections: 10001}"],
         ["spec.delivery.maxConnections", "less than or equal to 10000"];
     }
+    negative_or_fractional_replicas_are_rejected_at_spec_replicas {
+        "replicas-negative",
+        [ARN, SINK, "replicas: -1"],
+        ["spec.replicas", "greater than or equal to 0"];
+        "replicas-fraction",
+        [ARN, SINK, "replicas: 1.5"],
+        ["spec.replicas", "integer"];
+    }
     unknown_event_names_payload_formats_and_negative_retries_are_rejected {
         "bad-enums",
         [
@@ -985,6 +1000,23 @@ async fn a_replay_from_trim_horizon_or_a_utc_time_is_stored_unchanged() {
             .await
             .unwrap_or_else(|e| panic!("{name} was refused: {e}"));
         assert_stored_unchanged(&manifest, &live, name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_default_to_1_and_0_suspends() {
+    let (_, client, namespace) = setup("replicas").await;
+    for (name, line, stored) in [
+        ("replicas-default", None, 1),
+        ("replicas-0", Some("replicas: 0"), 0),
+        ("replicas-3", Some("replicas: 3"), 3),
+    ] {
+        let manifest = source_manifest(name, &spec(&[&[ARN, SINK][..], line.as_slice()].concat()));
+        let live = apply_manifest(&client, &manifest, &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("{name} was refused: {e}"));
+        assert_stored_unchanged(&manifest, &live, name);
+        assert_eq!(live.data["spec"]["replicas"], stored, "{name}");
     }
 }
 

@@ -20,6 +20,7 @@ mod checkpoint_configmap;
 mod cluster_smoke;
 mod config_reference;
 mod controller;
+mod controller_scale;
 mod crd;
 mod crd_admission;
 mod demo;

@@ -96,14 +96,35 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        // TriggerMesh's columns in their order, and how far behind the stream it is.
-        assert_eq!(columns, ["Ready", "Reason", "Sink", "Lag", "Age"]);
+        // TriggerMesh's columns in their order, how far behind the stream it is, and how many
+        // adapter replicas are ready.
+        assert_eq!(
+            columns,
+            ["Ready", "Reason", "Sink", "Lag", "Ready Replicas", "Age"]
+        );
         assert!(
             version
                 .subresources
                 .as_ref()
                 .and_then(|s| s.status.as_ref())
                 .is_some()
+        );
+        let scale = version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.scale.as_ref())
+            .expect("a scale subresource");
+        assert_eq!(
+            (
+                scale.spec_replicas_path.as_str(),
+                scale.status_replicas_path.as_str(),
+                scale.label_selector_path.as_deref()
+            ),
+            (
+                ".spec.replicas",
+                ".status.replicas",
+                Some(".status.selector")
+            )
         );
         let event_types = crd
             .metadata
@@ -112,6 +133,16 @@ mod tests {
             .remove("registry.knative.dev/eventTypes")
             .unwrap_or_default();
         assert!(event_types.contains("com.amazon.dynamodb.stream_record"));
+    }
+
+    #[test]
+    fn replicas_default_to_one_and_are_never_negative() {
+        let crd = serde_json::to_value(definition()).expect("serializes");
+        let replicas = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["replicas"];
+        assert_eq!(replicas["type"], "integer");
+        assert_eq!(replicas["default"], 1);
+        assert_eq!(replicas["minimum"].as_f64(), Some(0.0));
     }
 
     #[test]

@@ -46,7 +46,13 @@ const ISO8601_DURATION_PATTERN: &str =
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].reason"}"#,
     printcolumn = r#"{"name":"Sink","type":"string","jsonPath":".status.sinkUri"}"#,
     printcolumn = r#"{"name":"Lag","type":"string","description":"How far behind the stream the source is","jsonPath":".status.lag"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Ready Replicas","type":"integer","description":"Adapter replicas ready","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AWSDynamoDBSourceSpec {
@@ -98,6 +104,27 @@ pub struct AWSDynamoDBSourceSpec {
     /// there, once per token. Change the token to replay again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<Replay>,
+
+    /// Adapter replicas (default 1). Replicas share the stream's shards, each shard read by one
+    /// replica at a time (a coordination.k8s.io Lease per shard). 0 suspends the source: no adapter
+    /// runs, and its saved progress is kept for when it is scaled up again. Set through the scale
+    /// subresource too (kubectl scale, a HorizontalPodAutoscaler, KEDA).
+    // The default is in the schema, so the API server fills it in and the scale subresource
+    // reports 1, not 0, for a source that never set it (an autoscaler leaves a target at 0 alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0), extend("default" = 1))]
+    pub replicas: Option<i32>,
+}
+
+/// Adapter replicas when `spec.replicas` is not set.
+pub const DEFAULT_REPLICAS: i32 = 1;
+
+impl AWSDynamoDBSourceSpec {
+    /// The adapter replicas asked for: `spec.replicas`, or [`DEFAULT_REPLICAS`]. A negative value
+    /// (refused at admission) counts as 0.
+    pub fn desired_replicas(&self) -> i32 {
+        self.replicas.unwrap_or(DEFAULT_REPLICAS).max(0)
+    }
 }
 
 /// A replay of the stream from a point on.
@@ -491,6 +518,16 @@ pub struct AWSDynamoDBSourceStatus {
     /// read from the shard that is furthest behind, as the adapter last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<String>,
+    /// Adapter pods the adapter's Deployment has (the scale subresource's status.replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Adapter pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// The label selector of the adapter's pods, such as app.kubernetes.io/instance=orders,... (the
+    /// scale subresource's selector, which an autoscaler reads pods' metrics by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// The CloudEvent attributes of the events this source emits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,

@@ -80,6 +80,68 @@ pub struct StreamSummary {
     pub last_replay: Option<LastReplay>,
 }
 
+impl StreamSummary {
+    /// Whether this summary says something about `now` (written at most
+    /// [`STALE_AFTER_SECONDS`] before it).
+    pub fn is_fresh(&self, now: i64) -> bool {
+        now - self.updated_at <= STALE_AFTER_SECONDS
+    }
+
+    /// The summary of a source whose replicas each wrote their own: the source
+    /// is as far behind as its furthest-behind replica, and has delivered what
+    /// they all delivered. `None` when there is no summary at all.
+    ///
+    /// Summaries that are stale at `now` are left out (a replica that stopped
+    /// says nothing about the others); when none is fresh, the newest one alone
+    /// is the answer, so that its staleness is still reported.
+    ///
+    /// Combined: `updatedAt`, `lastDeliveryAt`, `lastThrottledAt` and
+    /// `lastTrimmedAt` are the latest; `iteratorAgeSeconds` the largest;
+    /// `behindSince` and `sinkFailingSince` the earliest of those set; counts
+    /// (`recordsDelivered`, `deadLettered`, `shardsRead`) the sums; `lastReplay`
+    /// the one applied last.
+    pub fn combine(
+        summaries: impl IntoIterator<Item = StreamSummary>,
+        now: i64,
+    ) -> Option<StreamSummary> {
+        let (fresh, stale): (Vec<_>, Vec<_>) = summaries.into_iter().partition(|s| s.is_fresh(now));
+        if fresh.is_empty() {
+            return stale.into_iter().max_by_key(|s| s.updated_at);
+        }
+        let latest = |a: Option<i64>, b: Option<i64>| a.max(b);
+        let earliest = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        fresh.into_iter().reduce(|a, b| StreamSummary {
+            updated_at: a.updated_at.max(b.updated_at),
+            iterator_age_seconds: a.iterator_age_seconds.max(b.iterator_age_seconds),
+            behind_since: earliest(a.behind_since, b.behind_since),
+            records_delivered: a.records_delivered.saturating_add(b.records_delivered),
+            last_delivery_at: latest(a.last_delivery_at, b.last_delivery_at),
+            shards_read: a.shards_read.saturating_add(b.shards_read),
+            dead_lettered: a.dead_lettered.saturating_add(b.dead_lettered),
+            last_throttled_at: latest(a.last_throttled_at, b.last_throttled_at),
+            last_trimmed_at: latest(a.last_trimmed_at, b.last_trimmed_at),
+            sink_failing_since: earliest(a.sink_failing_since, b.sink_failing_since),
+            last_replay: match (a.last_replay, b.last_replay) {
+                (Some(a), Some(b)) => Some(if b.applied_at > a.applied_at { b } else { a }),
+                (a, b) => a.or(b),
+            },
+        })
+    }
+}
+
+/// Whether `key` is a data key a summary is written under: [`SUMMARY_KEY`]
+/// (one adapter) or [`replica_summary_key`] (each replica with shard Leases).
+pub fn is_summary_key(key: &str) -> bool {
+    key == SUMMARY_KEY
+        || key
+            .strip_prefix(REPLICA_SUMMARY_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .is_some_and(|pod| !pod.is_empty())
+}
+
 /// A replay the adapter applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +180,126 @@ mod tests {
         assert_eq!(short_duration(200.0), "3m20s");
         assert_eq!(short_duration(7500.0), "2h5m0s");
         assert_eq!(short_duration(f64::NAN), "0s");
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn at(updated_at: i64) -> StreamSummary {
+        StreamSummary {
+            updated_at,
+            ..StreamSummary::default()
+        }
+    }
+
+    fn replay(token: &str, applied_at: i64) -> Option<LastReplay> {
+        Some(LastReplay {
+            token: token.to_owned(),
+            from: "TRIM_HORIZON".to_owned(),
+            applied_at,
+        })
+    }
+
+    #[test]
+    fn replicas_combine_into_the_furthest_behind_and_the_sum_of_their_work() {
+        let a = StreamSummary {
+            updated_at: NOW - 20,
+            iterator_age_seconds: 400.0,
+            behind_since: Some(NOW - 600),
+            records_delivered: 10,
+            last_delivery_at: Some(NOW - 25),
+            shards_read: 2,
+            dead_lettered: 1,
+            last_throttled_at: Some(NOW - 100),
+            last_trimmed_at: None,
+            sink_failing_since: Some(NOW - 90),
+            last_replay: replay("old", NOW - 5000),
+        };
+        let b = StreamSummary {
+            updated_at: NOW - 5,
+            iterator_age_seconds: 3.0,
+            behind_since: None,
+            records_delivered: 32,
+            last_delivery_at: Some(NOW - 6),
+            shards_read: 3,
+            dead_lettered: 0,
+            last_throttled_at: Some(NOW - 300),
+            last_trimmed_at: Some(NOW - 1000),
+            sink_failing_since: Some(NOW - 30),
+            last_replay: replay("new", NOW - 100),
+        };
+        let combined = StreamSummary::combine([a.clone(), b.clone()], NOW).expect("combined");
+        assert_eq!(
+            combined,
+            StreamSummary {
+                updated_at: NOW - 5,
+                iterator_age_seconds: 400.0,
+                behind_since: Some(NOW - 600),
+                records_delivered: 42,
+                last_delivery_at: Some(NOW - 6),
+                shards_read: 5,
+                dead_lettered: 1,
+                last_throttled_at: Some(NOW - 100),
+                last_trimmed_at: Some(NOW - 1000),
+                sink_failing_since: Some(NOW - 90),
+                last_replay: replay("new", NOW - 100),
+            }
+        );
+        assert_eq!(
+            StreamSummary::combine([b, a], NOW),
+            Some(combined),
+            "the order of the keys does not matter"
+        );
+    }
+
+    #[test]
+    fn one_summary_combines_into_itself_and_none_into_nothing() {
+        let one = StreamSummary {
+            iterator_age_seconds: 1.5,
+            records_delivered: 7,
+            behind_since: Some(NOW - 40),
+            ..at(NOW - 1)
+        };
+        assert_eq!(StreamSummary::combine([one.clone()], NOW), Some(one));
+        assert_eq!(StreamSummary::combine([], NOW), None);
+    }
+
+    #[test]
+    fn stale_summaries_are_left_out_unless_none_is_fresh() {
+        let gone = StreamSummary {
+            iterator_age_seconds: 9000.0,
+            records_delivered: 1000,
+            ..at(NOW - STALE_AFTER_SECONDS - 1)
+        };
+        let live = StreamSummary {
+            iterator_age_seconds: 2.0,
+            records_delivered: 5,
+            ..at(NOW - STALE_AFTER_SECONDS)
+        };
+        assert_eq!(
+            StreamSummary::combine([gone.clone(), live.clone()], NOW),
+            Some(live),
+            "a replica that stopped says nothing about the others"
+        );
+        let older = at(NOW - 4000);
+        assert_eq!(
+            StreamSummary::combine([older, gone.clone()], NOW),
+            Some(gone),
+            "the newest stale one alone, so the staleness is reported"
+        );
+    }
+
+    #[test]
+    fn summary_keys_are_the_single_one_and_one_per_replica() {
+        assert!(is_summary_key(SUMMARY_KEY));
+        assert!(is_summary_key(&replica_summary_key("orders-7d9f-abcde")));
+        for other in [
+            "checkpoint.json",
+            "summary-.json",
+            "summary-a.txt",
+            "summaryx.json",
+        ] {
+            assert!(!is_summary_key(other), "{other}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use dynamodb_source_api::resource::{
     AWSDynamoDBSource, BackoffPolicySpec, EventNameSpec, PayloadFormatSpec, SecretValueFromField,
     StartingPositionSpec, TaintEffect, TolerationOperator, ValueFromField,
 };
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
@@ -60,6 +62,16 @@ pub(crate) fn selector_labels(source: &AWSDynamoDBSource) -> BTreeMap<String, St
             names::label_value(&source.name_any()),
         ),
     ])
+}
+
+/// [`selector_labels`] as a label selector string (`k=v,k=v`): what the
+/// Deployment selects, for listing the pods and for `status.selector`.
+pub(crate) fn selector(source: &AWSDynamoDBSource) -> String {
+    selector_labels(source)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn labels(source: &AWSDynamoDBSource) -> BTreeMap<String, String> {
@@ -119,8 +131,18 @@ pub(crate) fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
     }
 }
 
-/// Exactly the checkpoint object, and recording Events (on its source: the
-/// API cannot narrow `create` by name).
+/// What the adapter does with shard Leases: find them (list, watch), take a
+/// free or expired one (create, update), renew it (update, patch), and delete
+/// those of shards that are gone. The controller's ClusterRole holds the same
+/// verbs, as RBAC requires of whoever grants them.
+pub(crate) const LEASE_VERBS: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+/// Exactly the checkpoint object, recording Events (on its source: the API
+/// cannot narrow `create` by name), and the shard Leases replicas share the
+/// stream by (one per shard, named by the adapter: not narrowed by name
+/// either). All in the source's namespace only: it is a Role.
 pub(crate) fn role(source: &AWSDynamoDBSource) -> Role {
     let names = Names::of(&source.name_any());
     Role {
@@ -137,6 +159,12 @@ pub(crate) fn role(source: &AWSDynamoDBSource) -> Role {
                 api_groups: Some(vec!["events.k8s.io".to_owned()]),
                 resources: Some(vec!["events".to_owned()]),
                 verbs: ["create", "patch"].map(String::from).to_vec(),
+                ..PolicyRule::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["coordination.k8s.io".to_owned()]),
+                resources: Some(vec!["leases".to_owned()]),
+                verbs: LEASE_VERBS.map(String::from).to_vec(),
                 ..PolicyRule::default()
             },
         ]),
@@ -307,11 +335,16 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 
 /// A variable holding the pod's own namespace (downward API).
 fn namespace_env(name: &str) -> EnvVar {
+    field_env(name, "metadata.namespace")
+}
+
+/// A variable holding a field of the pod (downward API).
+fn field_env(name: &str, field_path: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.namespace".to_owned(),
+                field_path: field_path.to_owned(),
                 ..ObjectFieldSelector::default()
             }),
             ..EnvVarSource::default()
@@ -430,7 +463,15 @@ pub(crate) fn adapter_env(source: &AWSDynamoDBSource, resolved: &Resolved) -> Ve
         env(adapter_env::LOG_FORMAT, "json"),
         env(adapter_env::SOURCE_NAME, source.name_any()),
         namespace_env(adapter_env::SOURCE_NAMESPACE),
+        // Replicas share the shards through Leases owned by the source, each
+        // holder named by its pod (not HOSTNAME: with host networking that is
+        // the node's name, the same for every pod on it).
+        env(adapter_env::SHARD_LEASES, "true"),
+        field_env(adapter_env::POD_NAME, "metadata.name"),
     ];
+    if let Some(uid) = source.uid() {
+        vars.push(env(adapter_env::SOURCE_UID, uid));
+    }
     for (name, secret) in credential_refs(source) {
         vars.push(EnvVar {
             name: name.to_owned(),
@@ -658,7 +699,9 @@ fn probe(path: &str) -> Probe {
     }
 }
 
-/// The adapter Deployment: one replica, never two readers of a shard.
+/// The adapter Deployment: `spec.replicas` replicas sharing the shards through
+/// Leases, which keep one reader per shard; so it rolls one new pod at a time
+/// before an old one stops (maxSurge 1, maxUnavailable 0), with no gap.
 pub(crate) fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Deployment {
     let names = Names::of(&source.name_any());
     let overrides = source.spec.adapter_overrides.clone().unwrap_or_default();
@@ -706,14 +749,17 @@ pub(crate) fn deployment(source: &AWSDynamoDBSource, resolved: &Resolved) -> Dep
     Deployment {
         metadata: meta(source, &names.adapter),
         spec: DeploymentSpec {
-            replicas: Some(1),
+            replicas: Some(source.spec.desired_replicas()),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(source)),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".to_owned()),
-                ..DeploymentStrategy::default()
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -1020,7 +1066,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_is_hardened_single_replica_recreate_and_owned() {
+    fn deployment_is_hardened_one_replica_by_default_rolling_without_a_gap_and_owned() {
         let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
         let deployment = deployment(&source, &resolved());
         assert_eq!(
@@ -1034,9 +1080,13 @@ mod tests {
         );
         let spec = &deployment.spec;
         assert_eq!(spec.replicas, Some(1));
+        let strategy = spec.strategy.as_ref().expect("a strategy");
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = strategy.rolling_update.as_ref().expect("rollingUpdate");
         assert_eq!(
-            spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
-            Some("Recreate")
+            (rolling.max_surge.as_ref(), rolling.max_unavailable.as_ref()),
+            (Some(&IntOrString::Int(1)), Some(&IntOrString::Int(0))),
+            "a new pod starts before an old one stops"
         );
         let pod = spec.template.spec.as_ref().expect("pod");
         let container = &pod.containers[0];
@@ -1065,6 +1115,66 @@ mod tests {
             pod.service_account_name.as_deref(),
             Some("awsdynamodbsource-orders")
         );
+    }
+
+    #[test]
+    fn replicas_follow_the_spec_and_zero_suspends() {
+        let replicas =
+            |spec: serde_json::Value| deployment(&source(spec), &resolved()).spec.replicas;
+        let sink = serde_json::json!({"uri": "http://x/"});
+        assert_eq!(
+            replicas(serde_json::json!({"arn": ARN, "sink": sink})),
+            Some(1)
+        );
+        for n in [0, 3] {
+            assert_eq!(
+                replicas(serde_json::json!({"arn": ARN, "sink": sink, "replicas": n})),
+                Some(n)
+            );
+        }
+        assert_eq!(
+            replicas(serde_json::json!({"arn": ARN, "sink": sink, "replicas": -1})),
+            Some(0),
+            "refused at admission; never a negative Deployment"
+        );
+    }
+
+    #[test]
+    fn replicas_share_shards_through_leases_named_by_their_pod() {
+        let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
+        let env = env_of(&deployment(&source, &resolved()));
+        assert_eq!(value(&env, "SHARD_LEASES").as_deref(), Some("true"));
+        assert_eq!(value(&env, "SOURCE_UID").as_deref(), Some("1234"));
+        let pod_name = env["POD_NAME"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref());
+        assert_eq!(
+            pod_name.map(|f| f.field_path.as_str()),
+            Some("metadata.name"),
+            "the pod's name, not HOSTNAME (the node's under host networking)"
+        );
+        assert_eq!(value(&env, "SOURCE_NAME").as_deref(), Some("orders"));
+        assert!(env.contains_key("SOURCE_NAMESPACE"));
+    }
+
+    #[test]
+    fn the_selector_string_selects_what_the_deployment_selects() {
+        let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
+        let built = deployment(&source, &resolved());
+        let parsed: BTreeMap<String, String> = selector(&source)
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(Some(parsed.clone()), built.spec.selector.match_labels);
+        let pod_labels = built
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .expect("pod labels");
+        assert!(parsed.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
     }
 
     #[test]
@@ -1149,10 +1259,30 @@ mod tests {
     }
 
     #[test]
-    fn the_role_grants_only_the_checkpoint_and_events() {
+    fn the_role_grants_only_the_checkpoint_events_and_leases() {
         let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
-        let rules = role(&source).rules.expect("rules");
-        assert_eq!(rules.len(), 2);
+        let built = role(&source);
+        assert_eq!(built.metadata.namespace.as_deref(), Some("shop"));
+        let rules = built.rules.expect("rules");
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            (
+                rules[2].api_groups.as_deref(),
+                rules[2].resources.as_deref(),
+                rules[2].resource_names.as_ref()
+            ),
+            (
+                Some(&["coordination.k8s.io".to_owned()][..]),
+                Some(&["leases".to_owned()][..]),
+                None
+            )
+        );
+        assert_eq!(
+            rules[2].verbs,
+            [
+                "get", "list", "watch", "create", "update", "patch", "delete"
+            ]
+        );
         assert_eq!(
             rules[1].resources.as_deref(),
             Some(&["events".to_owned()][..])

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynamodb_source_api::resource::{AWSDynamoDBSource, AWSDynamoDBSourceStatus, ConditionStatus};
-use dynamodb_source_api::summary::{SUMMARY_KEY, StreamSummary};
+use dynamodb_source_api::summary::{self, StreamSummary};
 use dynamodb_source_api::{FilterPatterns, SourceArn};
 use dynamodb_source_api::{Report, secret_url};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
@@ -25,7 +25,7 @@ use crate::builders::{self, Resolved, SecretValue};
 use crate::destination;
 use crate::metrics::ControllerMetrics;
 use crate::names::{self, Names};
-use crate::status::{self, AdapterObservation, Observations, Problem, SinkObservation};
+use crate::status::{self, AdapterObservation, Observations, Problem, Replicas, SinkObservation};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -185,26 +185,34 @@ async fn observe(
             what: format!("Deployment {namespace}/{name}"),
             source: error,
         })?;
-    let conditions = deployment
-        .as_ref()
-        .and_then(|d| d.status.as_ref())
+    let deployment_status = deployment.as_ref().and_then(|d| d.status.as_ref());
+    let conditions = deployment_status
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let available = conditions
-        .iter()
-        .any(|c| c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True"));
+    let replicas = Replicas {
+        current: deployment_status.and_then(|s| s.replicas).unwrap_or(0),
+        ready: deployment_status
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+    };
+    // Its status describes the spec just applied only once the Deployment
+    // controller has seen it: a scale-up from 0 is not Available yet.
+    let current = deployment.as_ref().is_some_and(|d| {
+        deployment_status.and_then(|s| s.observed_generation) >= d.metadata.generation
+    });
+    let available = current
+        && conditions.iter().any(|c| {
+            c.type_.as_deref() == Some("Available") && c.status.as_deref() == Some("True")
+        });
     if available {
         return Ok(AdapterObservation::Deployed {
             available,
             waiting: None,
+            replicas,
         });
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = builders::selector_labels(source)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = builders::selector(source);
     let pods = pods
         .list(&ListParams::default().labels(&selector))
         .await
@@ -245,7 +253,11 @@ async fn observe(
                     )
                 })
         });
-    Ok(AdapterObservation::Deployed { available, waiting })
+    Ok(AdapterObservation::Deployed {
+        available,
+        waiting,
+        replicas,
+    })
 }
 
 async fn apply_objects(
@@ -269,14 +281,23 @@ async fn apply_objects(
 }
 
 /// The adapter's summary in its checkpoint object (as the apply returned it,
-/// so reading it costs no request); one that cannot be read counts as none.
-fn summary_of(checkpoint: &ConfigMap) -> Option<StreamSummary> {
-    let text = checkpoint.data.as_ref()?.get(SUMMARY_KEY)?;
-    serde_json::from_str(text)
-        .inspect_err(
-            |e| warn!(error = %e, "the adapter's summary is not readable; lag is not shown"),
-        )
-        .ok()
+/// so reading it costs no request): the one of a single adapter and those of
+/// each replica, combined (`StreamSummary::combine`). One that cannot be read
+/// counts as none.
+fn summary_of(checkpoint: &ConfigMap, now: i64) -> Option<StreamSummary> {
+    let summaries = checkpoint
+        .data
+        .iter()
+        .flatten()
+        .filter(|(key, _)| summary::is_summary_key(key))
+        .filter_map(|(key, text)| {
+            serde_json::from_str(text)
+                .inspect_err(|e| {
+                    warn!(key, error = %e, "an adapter summary is not readable; it is left out of status.lag");
+                })
+                .ok()
+        });
+    StreamSummary::combine(summaries, now)
 }
 
 fn now() -> String {
@@ -339,7 +360,7 @@ pub(crate) async fn reconcile(
             };
             resolved.secrets_digest = builders::secrets_digest(&source, &resolved, &secret_values);
             let checkpoint = apply_objects(&ctx, &source, &namespace, &resolved).await?;
-            summary = summary_of(&checkpoint);
+            summary = summary_of(&checkpoint, chrono::Utc::now().timestamp());
             observe(client, &source, &namespace).await?
         }
     };
@@ -354,6 +375,8 @@ pub(crate) async fn reconcile(
             Err(problem) => SinkObservation::Failed(problem.clone()),
         },
         adapter,
+        desired_replicas: source.spec.desired_replicas(),
+        selector: builders::selector(&source),
         summary,
         now: chrono::Utc::now().timestamp(),
     };

@@ -49,7 +49,18 @@ pub(crate) enum AdapterObservation {
         available: bool,
         /// Why it is not available yet, from pods' waiting reasons or the Deployment.
         waiting: Option<Problem>,
+        /// Its pods, as its status counts them.
+        replicas: Replicas,
     },
+}
+
+/// The adapter Deployment's pods, from its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Replicas {
+    /// Pods it has (`status.replicas`), terminating ones aside.
+    pub current: i32,
+    /// Pods that are ready (`status.readyReplicas`).
+    pub ready: i32,
 }
 
 /// Everything status depends on.
@@ -59,6 +70,10 @@ pub(crate) struct Observations {
     pub source: String,
     pub sink: SinkObservation,
     pub adapter: AdapterObservation,
+    /// `spec.replicas`, defaulted: 0 is a suspended source.
+    pub desired_replicas: i32,
+    /// The label selector of the adapter's pods.
+    pub selector: String,
     /// The adapter's summary from its checkpoint object, if it wrote one.
     pub summary: Option<StreamSummary>,
     /// Now, in Unix seconds, to judge the summary's age by.
@@ -185,8 +200,14 @@ fn stamp(
     condition
 }
 
+/// The reason of Ready and KeepingUp for a source with `spec.replicas: 0`.
+pub(crate) const SUSPENDED: &str = "Suspended";
+
 /// The status to write. Ready is true only when the sink is resolved and the
-/// adapter is available; otherwise it carries the first problem's reason.
+/// adapter is available; otherwise it carries the first problem's reason. A
+/// deployed source scaled to zero is suspended: not Ready (it delivers
+/// nothing), but nothing is wrong with it either (reason `Suspended`, severity
+/// Info), and whether it keeps up is unknown.
 pub(crate) fn compute(
     observed: &Observations,
     previous: Option<&AWSDynamoDBSourceStatus>,
@@ -196,15 +217,33 @@ pub(crate) fn compute(
         SinkObservation::Resolved(uri) => Ok(("SinkResolved", format!("events are sent to {uri}"))),
         SinkObservation::Failed(problem) => Err(problem),
     };
+    let suspended = observed.desired_replicas == 0;
+    let suspension = Problem::new(
+        SUSPENDED,
+        "spec.replicas is 0: no adapter runs and no event is delivered; its progress is kept for when it is scaled up",
+    );
     let adapter_problem;
     let deployed = match &observed.adapter {
         AdapterObservation::NotDeployed(problem) => Err(problem),
+        AdapterObservation::Deployed { .. } if suspended => Ok((
+            SUSPENDED,
+            "the adapter is deployed with 0 replicas (spec.replicas)".to_owned(),
+        )),
         AdapterObservation::Deployed {
-            available: true, ..
-        } => Ok(("AdapterAvailable", "the adapter is running".to_owned())),
+            available: true,
+            replicas,
+            ..
+        } => Ok((
+            "AdapterAvailable",
+            format!(
+                "the adapter is running, {} of {} replicas ready",
+                replicas.ready, observed.desired_replicas
+            ),
+        )),
         AdapterObservation::Deployed {
             available: false,
             waiting,
+            ..
         } => {
             adapter_problem = waiting.clone().unwrap_or_else(|| {
                 Problem::new("AdapterUnavailable", "the adapter is not available yet")
@@ -212,19 +251,25 @@ pub(crate) fn compute(
             Err(&adapter_problem)
         }
     };
-    let ready = match (&sink, &deployed) {
-        (Ok(_), Ok(_)) => Ok(("Ready", "the source delivers events".to_owned())),
-        (Err(problem), _) | (_, Err(problem)) => Err(*problem),
+    // Suspension is asked for, not a failure: severity Info.
+    let (ready, ready_severity) = match (&sink, &deployed) {
+        (Ok(_), Ok(_)) if suspended => (Err(&suspension), Severity::Info),
+        (Ok(_), Ok(_)) => (
+            Ok(("Ready", "the source delivers events".to_owned())),
+            Severity::Error,
+        ),
+        (Err(problem), _) | (_, Err(problem)) => (Err(*problem), Severity::Error),
     };
     // Only a deployed adapter keeps up or not; an undeployed source has no lag.
     let deployed_now = matches!(observed.adapter, AdapterObservation::Deployed { .. });
+    let running = deployed_now && !suspended;
     let lag = observed
         .summary
         .as_ref()
-        .filter(|s| deployed_now && observed.now - s.updated_at <= STALE_AFTER_SECONDS)
+        .filter(|s| running && s.is_fresh(observed.now))
         .map(|s| summary::short_duration(s.iterator_age_seconds));
     let mut conditions = vec![
-        stamp(condition(READY, ready, Severity::Error), previous, now),
+        stamp(condition(READY, ready, ready_severity), previous, now),
         stamp(
             condition(SINK_PROVIDED, sink.clone(), Severity::Error),
             previous,
@@ -236,13 +281,30 @@ pub(crate) fn compute(
             now,
         ),
     ];
-    if deployed_now {
+    if running {
         conditions.push(stamp(
             keeping_up(observed.summary.as_ref(), observed.now),
             previous,
             now,
         ));
+    } else if deployed_now {
+        conditions.push(stamp(
+            Condition {
+                kind: KEEPING_UP.to_owned(),
+                status: ConditionStatus::Unknown,
+                severity: Some(Severity::Info),
+                reason: Some(SUSPENDED.to_owned()),
+                message: Some("no adapter runs (spec.replicas is 0)".to_owned()),
+                last_transition_time: None,
+            },
+            previous,
+            now,
+        ));
     }
+    let replicas = match &observed.adapter {
+        AdapterObservation::Deployed { replicas, .. } => Some(*replicas),
+        AdapterObservation::NotDeployed(_) => None,
+    };
     AWSDynamoDBSourceStatus {
         observed_generation: observed.generation,
         conditions,
@@ -251,6 +313,9 @@ pub(crate) fn compute(
             SinkObservation::Failed(_) => None,
         },
         lag,
+        replicas: replicas.map(|r| r.current),
+        ready_replicas: replicas.map(|r| r.ready),
+        selector: Some(observed.selector.clone()),
         // What the adapter recorded; kept while it reports nothing newer.
         last_replay: observed
             .summary
@@ -286,10 +351,18 @@ mod tests {
             source: "arn:aws:dynamodb:us-west-2:123456789012:table/orders".to_owned(),
             sink,
             adapter,
+            desired_replicas: 1,
+            selector: "app.kubernetes.io/instance=orders,app.kubernetes.io/name=dynamodb-source"
+                .to_owned(),
             summary: None,
             now: 1_700_000_000,
         }
     }
+
+    const ONE: Replicas = Replicas {
+        current: 1,
+        ready: 1,
+    };
 
     fn get<'a>(status: &'a AWSDynamoDBSourceStatus, kind: &str) -> &'a Condition {
         status
@@ -307,6 +380,7 @@ mod tests {
                 AdapterObservation::Deployed {
                     available: true,
                     waiting: None,
+                    replicas: ONE,
                 },
             ),
             None,
@@ -362,6 +436,7 @@ mod tests {
                         "ImagePullBackOff",
                         "adapter: Back-off pulling image",
                     )),
+                    replicas: ONE,
                 },
             ),
             None,
@@ -385,6 +460,7 @@ mod tests {
             AdapterObservation::Deployed {
                 available: true,
                 waiting: None,
+                replicas: ONE,
             },
         );
         let first = compute(&ok, None, "2024-01-01T00:00:00Z");
@@ -398,6 +474,7 @@ mod tests {
             AdapterObservation::Deployed {
                 available: true,
                 waiting: None,
+                replicas: ONE,
             },
         );
         let after = compute(&broken, Some(&again), "2024-01-03T00:00:00Z");
@@ -429,6 +506,7 @@ mod tests {
             AdapterObservation::Deployed {
                 available: true,
                 waiting: None,
+                replicas: ONE,
             },
         );
         observations.summary = summary;
@@ -582,5 +660,137 @@ mod tests {
         let status = compute(&observations, None, "2024-01-01T00:00:00Z");
         assert!(status.conditions.iter().all(|c| c.kind != KEEPING_UP));
         assert_eq!(status.lag, None);
+    }
+
+    fn suspended(adapter: AdapterObservation) -> AWSDynamoDBSourceStatus {
+        let mut observations = observed(
+            SinkObservation::Resolved("http://sink.default.svc.cluster.local".into()),
+            adapter,
+        );
+        observations.desired_replicas = 0;
+        observations.summary = Some(fresh());
+        observations.now = NOW;
+        compute(&observations, None, "2024-01-01T00:00:00Z")
+    }
+
+    #[test]
+    fn zero_replicas_is_a_suspension_not_a_failure() {
+        // Scaled down: the Deployment is available with no pod.
+        let status = suspended(AdapterObservation::Deployed {
+            available: true,
+            waiting: None,
+            replicas: Replicas::default(),
+        });
+        let ready = get(&status, READY);
+        assert_eq!(
+            (ready.status, ready.reason.as_deref(), ready.severity),
+            (
+                ConditionStatus::False,
+                Some(SUSPENDED),
+                Some(Severity::Info)
+            )
+        );
+        assert!(
+            ready
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("spec.replicas is 0")),
+            "{ready:?}"
+        );
+        let deployed = get(&status, DEPLOYED);
+        assert_eq!(
+            (deployed.status, deployed.reason.as_deref()),
+            (ConditionStatus::True, Some(SUSPENDED))
+        );
+        let keeping_up = get(&status, KEEPING_UP);
+        assert_eq!(
+            (keeping_up.status, keeping_up.reason.as_deref()),
+            (ConditionStatus::Unknown, Some(SUSPENDED))
+        );
+        assert_eq!(status.lag, None, "a summary from before says nothing now");
+        assert_eq!((status.replicas, status.ready_replicas), (Some(0), Some(0)));
+
+        // While the last pod stops (the Deployment unavailable on the way
+        // down): suspended still, no adapter problem reported.
+        let stopping = suspended(AdapterObservation::Deployed {
+            available: false,
+            waiting: Some(Problem::new("AdapterUnavailable", "scaling down")),
+            replicas: ONE,
+        });
+        assert_eq!(get(&stopping, READY).reason.as_deref(), Some(SUSPENDED));
+        assert_eq!(get(&stopping, DEPLOYED).status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn a_real_problem_still_wins_over_a_suspension() {
+        let mut observations = observed(
+            SinkObservation::Failed(Problem::new("SinkNotFound", "gone")),
+            AdapterObservation::Deployed {
+                available: true,
+                waiting: None,
+                replicas: Replicas::default(),
+            },
+        );
+        observations.desired_replicas = 0;
+        let status = compute(&observations, None, "2024-01-01T00:00:00Z");
+        let ready = get(&status, READY);
+        assert_eq!(
+            (ready.reason.as_deref(), ready.severity),
+            (Some("SinkNotFound"), Some(Severity::Error))
+        );
+    }
+
+    #[test]
+    fn replicas_and_the_selector_are_reported_for_the_scale_subresource() {
+        let mut observations = observed(
+            SinkObservation::Resolved("http://x".into()),
+            AdapterObservation::Deployed {
+                available: false,
+                waiting: None,
+                replicas: Replicas {
+                    current: 3,
+                    ready: 2,
+                },
+            },
+        );
+        observations.desired_replicas = 3;
+        let status = compute(&observations, None, "2024-01-01T00:00:00Z");
+        assert_eq!((status.replicas, status.ready_replicas), (Some(3), Some(2)));
+        assert_eq!(
+            status.selector.as_deref(),
+            Some("app.kubernetes.io/instance=orders,app.kubernetes.io/name=dynamodb-source")
+        );
+        observations.adapter = AdapterObservation::Deployed {
+            available: true,
+            waiting: None,
+            replicas: Replicas {
+                current: 3,
+                ready: 3,
+            },
+        };
+        let available = compute(&observations, None, "2024-01-01T00:00:00Z");
+        assert!(
+            get(&available, DEPLOYED)
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("3 of 3 replicas ready")),
+            "{:?}",
+            get(&available, DEPLOYED)
+        );
+
+        // Not deployed: no pods to count, the selector all the same.
+        let undeployed = compute(
+            &observed(
+                SinkObservation::Resolved("http://x".into()),
+                AdapterObservation::NotDeployed(Problem::new("InvalidARN", "bad")),
+            ),
+            None,
+            "2024-01-01T00:00:00Z",
+        );
+        assert_eq!(
+            (undeployed.replicas, undeployed.ready_replicas),
+            (None, None)
+        );
+        assert!(undeployed.selector.is_some());
     }
 }
