@@ -146,6 +146,7 @@ impl Replicas {
         .set("SHARD_LEASES", "true")
         .set("SHARD_LEASE_DURATION", "PT4S")
         .set("CHECKPOINT_INTERVAL", "PT0.2S")
+        .set("SUMMARY_INTERVAL", "PT1S")
         .set("KUBECONFIG", kubeconfig.display().to_string());
         Replicas { env, dir }
     }
@@ -195,6 +196,18 @@ async fn balanced(ns: &str, shards: usize, replicas: &[&str]) {
         (total == shards && holders.len() == shards && max - min <= 1).then_some(())
     })
     .await;
+}
+
+/// The data keys of the checkpoint ConfigMap that hold summaries.
+async fn summary_keys(ns: &str) -> BTreeSet<String> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(cluster::shared().admin().await, ns);
+    let object = config_maps.get(CONFIG_MAP).await.expect("the ConfigMap");
+    object
+        .data
+        .unwrap_or_default()
+        .into_keys()
+        .filter(|k| k.starts_with("summary"))
+        .collect()
 }
 
 /// Records on every open shard, keys cycling within each shard.
@@ -311,7 +324,20 @@ async fn replicas_share_the_shards_one_reader_each_through_kills_hand_overs_and_
         .await
         + d.metric("dynamodb_source_shard_lease_changes_total{change=\"taken_over\"}")
             .await;
+    eventually("a summary of each replica", WITHIN, async || {
+        let keys = summary_keys(&ns).await;
+        ["b", "c", "d"]
+            .iter()
+            .all(|r| keys.contains(&format!("summary-replica-{r}.json")))
+            .then_some(())
+    })
+    .await;
     assert!(b.terminate(WITHIN).await.success(), "{}", b.logs());
+    let keys = summary_keys(&ns).await;
+    assert!(
+        !keys.contains("summary-replica-b.json"),
+        "a stopped replica removes its summary: {keys:?}"
+    );
     balanced(&ns, open.len(), &["replica-c", "replica-d"]).await;
     let expired_after_sigterm = c
         .metric("dynamodb_source_shard_lease_changes_total{change=\"taken_over\"}")

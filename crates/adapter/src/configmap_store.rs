@@ -16,19 +16,23 @@
 //!
 //! # Conflicts
 //!
-//! There is a single writer of the checkpoint per source: the adapter
-//! Deployment has one replica and the `Recreate` strategy, so a new adapter
-//! starts only once the old one is gone. A 409 therefore does not mean another
-//! adapter saved different progress; it means something else changed the
-//! object since we read it (the controller re-applying labels or owner
-//! references, a person editing it, or an earlier save of ours whose response
-//! was lost). On a 409 the store re-reads the object (remembering its new
-//! `resourceVersion` and the other fields as they now are) and returns
-//! [`CheckpointError::Conflict`]; it does not retry by itself. The caller, the
-//! progress write loop, retries with its newest in-memory progress, and that
-//! save succeeds: it keeps the other writer's change (we only touch our key) and
-//! stores our checkpoint, which only this adapter knows and which only moves
-//! forward.
+//! With one adapter per source (`SHARD_LEASES` off) a 409 means something
+//! else changed the object since we read it: the controller re-applying
+//! labels or owner references, a person editing it, or an earlier save of ours
+//! whose response was lost. A 409 re-reads the object (remembering its new
+//! `resourceVersion` and the other fields as they now are). A single
+//! adapter's checkpoint save then returns [`CheckpointError::Conflict`]; the
+//! progress write loop retries with its newest in-memory progress, and that
+//! save succeeds: it keeps the other writer's change (we only touch our key)
+//! and stores our checkpoint, which only this adapter knows and which only
+//! moves forward.
+//!
+//! With shard leases the replicas of a source all write this object, so a
+//! write is tried again on the re-read object at once, up to
+//! [`MERGE_ATTEMPTS`] times: a summary replaces only its own key, and the
+//! checkpoint is merged into the stored document (each replica writes the
+//! shards it holds, [`dynamodb_source_stream::merge`]), so nobody's progress
+//! is undone.
 
 use std::collections::BTreeMap;
 
@@ -232,7 +236,9 @@ impl CheckpointStore for ConfigMapCheckpointStore {
     /// object and returns [`CheckpointError::Conflict`]; the next save succeeds.
     async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let document = String::from_utf8_lossy(&checkpoint::encode(checkpoint)).into_owned();
-        self.put_key(DATA_KEY, document).await
+        // One attempt: a conflict is the caller's to judge (see the module
+        // documentation).
+        self.put_key(DATA_KEY, document, 1).await
     }
 
     /// The same for [`SUMMARY_KEY`], which the controller reads.
@@ -241,7 +247,30 @@ impl CheckpointStore for ConfigMapCheckpointStore {
             location: self.location(),
             reason: format!("encoding the summary: {e}"),
         })?;
-        self.put_key(&self.summary_key, document).await
+        // Only our key changes: on a conflict, again on the fresh object.
+        self.put_key(&self.summary_key, document, MERGE_ATTEMPTS)
+            .await
+    }
+
+    /// Removes a replica's own summary key; the single-replica key stays (the
+    /// next adapter overwrites it).
+    async fn retire_summary(&self) -> Result<(), CheckpointError> {
+        if self.summary_key == SUMMARY_KEY {
+            return Ok(());
+        }
+        let mut last = self.last.lock().await;
+        let mut object = match last.as_ref() {
+            Some(object) => object.clone(),
+            None => self.get().await?,
+        };
+        let removed = object
+            .data
+            .as_mut()
+            .and_then(|data| data.remove(&self.summary_key));
+        if removed.is_none() {
+            return Ok(());
+        }
+        self.replace(&mut last, object).await
     }
 
     /// Reads the stored document, merges, and writes it back, as many times
@@ -302,22 +331,37 @@ const FORGET_SUMMARY_AFTER_SECONDS: i64 = 3600;
 impl ConfigMapCheckpointStore {
     /// Replaces the ConfigMap with `key` set to `document` and everything else
     /// as last read or written (see the module documentation on conflicts).
-    async fn put_key(&self, key: &str, document: String) -> Result<(), CheckpointError> {
+    async fn put_key(
+        &self,
+        key: &str,
+        document: String,
+        attempts: usize,
+    ) -> Result<(), CheckpointError> {
         let mut last = self.last.lock().await;
-        let mut object = match last.as_ref() {
-            Some(object) => object.clone(),
-            None => {
-                let object = self.get().await?;
-                *last = Some(object.clone());
-                object
+        let mut conflict = None;
+        for _ in 0..attempts {
+            let mut object = match last.as_ref() {
+                Some(object) => object.clone(),
+                None => {
+                    let object = self.get().await?;
+                    *last = Some(object.clone());
+                    object
+                }
+            };
+            let data = object.data.get_or_insert_with(BTreeMap::new);
+            data.insert(key.to_owned(), document.clone());
+            if key != SUMMARY_KEY && key != DATA_KEY {
+                forget_old_summaries(data, key);
             }
-        };
-        let data = object.data.get_or_insert_with(BTreeMap::new);
-        data.insert(key.to_owned(), document);
-        if key != SUMMARY_KEY && key != DATA_KEY {
-            forget_old_summaries(data, key);
+            match self.replace(&mut last, object).await {
+                Err(e @ CheckpointError::Conflict { .. }) => conflict = Some(e),
+                other => return other,
+            }
         }
-        self.replace(&mut last, object).await
+        Err(conflict.unwrap_or_else(|| CheckpointError::Conflict {
+            location: self.location(),
+            reason: "no attempt was made".to_owned(),
+        }))
     }
 
     /// PUTs `object`, conditional on the `resourceVersion` it carries, and

@@ -156,7 +156,7 @@ pub async fn run(
     let progress = Arc::new(progress);
     let summary_stop = CancellationToken::new();
     let summary = tokio::spawn(crate::summary::write_loop(
-        store,
+        store.clone(),
         progress.clone(),
         stream_metrics.clone(),
         delivery_metrics.clone(),
@@ -313,6 +313,15 @@ pub async fn run(
         error!(error = %Report(&e), "the final checkpoint could not be saved; records since the last save will be delivered again");
     } else {
         info!("checkpoint saved; adapter stopped");
+    }
+    if config.shard_leases.is_some() {
+        let mut retired = store.retire_summary().await;
+        if let Err(CheckpointError::Conflict { .. }) = retired {
+            retired = store.retire_summary().await;
+        }
+        if let Err(e) = retired {
+            warn!(error = %Report(&e), "removing this replica's summary failed; the controller ignores it once it is stale");
+        }
     }
     if let Some(coordinator) = coordinator {
         // Released only now that the checkpoint holds everything delivered:

@@ -294,6 +294,12 @@ pub trait CheckpointStore: Send + Sync {
     ) -> Result<(), CheckpointError> {
         Ok(())
     }
+
+    /// Removes this replica's summary at a graceful stop, so that the
+    /// controller does not count it with its successor's until it goes stale.
+    async fn retire_summary(&self) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// Parses a stored document, with errors that name the store.

@@ -344,7 +344,7 @@ impl Coordinator {
             Err(e) => {
                 warn!(error = %Report(&e), "listing shard leases failed");
                 self.keep_deadline();
-                self.publish();
+                self.publish().await;
                 return;
             }
         };
@@ -373,7 +373,7 @@ impl Coordinator {
         self.keep_deadline();
         self.collect(&leases).await;
         self.balance(&leases).await;
-        self.publish();
+        self.publish().await;
     }
 
     /// Deletes the leases of shards read to their end: held ones (a shard
@@ -694,19 +694,38 @@ impl Coordinator {
                 warn!(shard = %shard, error = %Report(&e), "passing a shard lease on failed; it expires, or is deleted once its shard is finished");
             }
         }
-        self.publish();
+        self.publish().await;
     }
 
     /// Tells the supervisor which shards it may read, and the progress
     /// writer which it may write.
-    fn publish(&mut self) {
-        let writable: BTreeSet<ShardId> = self.held.keys().cloned().collect();
-        let readable: BTreeSet<ShardId> = self
+    ///
+    /// A shard newly held takes its progress from the shared document first
+    /// (what its last holder saved before passing it on): until then this
+    /// replica's copy of it may be old, and written back it would move the
+    /// shard backwards.
+    async fn publish(&mut self) {
+        let mut writable: BTreeSet<ShardId> = self.held.keys().cloned().collect();
+        let mut readable: BTreeSet<ShardId> = self
             .held
             .iter()
             .filter(|(_, held)| held.renewed.is_some() && held.state == HeldState::Reading)
             .map(|(shard, _)| shard.clone())
             .collect();
+        let new: Vec<ShardId> = writable
+            .iter()
+            .filter(|shard| !self.held_shards.contains(shard))
+            .cloned()
+            .collect();
+        if !new.is_empty()
+            && let Err(e) = self.progress.refresh().await
+        {
+            warn!(error = %Report(&e), shards = new.len(), "reading the shared checkpoint failed; newly held shards wait for the next round");
+            for shard in &new {
+                writable.remove(shard);
+                readable.remove(shard);
+            }
+        }
         self.metrics
             .held
             .set(i64::try_from(writable.len()).unwrap_or(i64::MAX));
