@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod cluster;
 pub mod controller;
 pub mod fake_streams;
+pub mod leases;
 pub mod moto;
 pub mod node;
 pub mod receiver;
