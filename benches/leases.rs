@@ -151,7 +151,9 @@ async fn steady_requests(shards: usize, replicas: usize, window: Duration) -> Ve
         .iter()
         .filter(|((_, resource), _)| resource == "leases" || resource == "configmaps")
         .map(|((verb, resource), n)| {
-            let delta = n - before.get(&(verb.clone(), resource.clone())).unwrap_or(&0.0);
+            let delta = n - before
+                .get(&(verb.clone(), resource.clone()))
+                .unwrap_or(&0.0);
             (
                 format!("{verb} {resource}"),
                 delta / window.as_secs_f64() / replicas as f64,
@@ -241,5 +243,7 @@ async fn main() {
         }
     }
     let took = scale_reconcile().await;
-    println!("  controller: spec.replicas 1 -> 3 through the scale subresource, Deployment at 3 after {took:.1?}");
+    println!(
+        "  controller: spec.replicas 1 -> 3 through the scale subresource, Deployment at 3 after {took:.1?}"
+    );
 }

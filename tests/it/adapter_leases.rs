@@ -108,7 +108,13 @@ async fn replicas_share_the_shards_one_reader_each_through_kills_hand_overs_and_
     }
     open.extend(children.iter().cloned());
     first_arrived(&sink, &written, "the first batch, across the split").await;
-    balanced(&ns, open.len(), WITHIN, &["replica-a", "replica-b", "replica-c"]).await;
+    balanced(
+        &ns,
+        open.len(),
+        WITHIN,
+        &["replica-a", "replica-b", "replica-c"],
+    )
+    .await;
 
     // SIGKILL: the others take its shards over once its leases expire.
     let killed = holders(&ns).await;
@@ -141,7 +147,13 @@ async fn replicas_share_the_shards_one_reader_each_through_kills_hand_overs_and_
     let before = sink.acknowledged_ids().len();
     let mut d = replicas.spawn("replica-d");
     d.wait_ready().await;
-    balanced(&ns, open.len(), WITHIN, &["replica-b", "replica-c", "replica-d"]).await;
+    balanced(
+        &ns,
+        open.len(),
+        WITHIN,
+        &["replica-b", "replica-c", "replica-d"],
+    )
+    .await;
     let taken_over_before = c
         .metric("dynamodb_source_shard_lease_changes_total{change=\"taken_over\"}")
         .await

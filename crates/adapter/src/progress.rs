@@ -160,8 +160,10 @@ impl Progress {
             return Ok(());
         };
         let mut state = self.lock();
-        if let Some(local) = state.checkpoint.as_mut() {
-            merge::adopt(local, &stored, |s| held.contains(s));
+        match state.checkpoint.as_mut() {
+            Some(local) => merge::adopt(local, &stored, |s| held.contains(s)),
+            // Written by other replicas since this one started.
+            None => state.checkpoint = Some(stored),
         }
         Ok(())
     }

@@ -114,6 +114,12 @@ pub fn adopt(local: &mut Checkpoint, stored: &Checkpoint, held: impl Fn(&ShardId
         *local = stored.clone();
         return;
     }
+    // Another replay: either this replica just applied one that is not
+    // stored yet (adopting would undo it), or the stored one is newer than
+    // this replica, which then writes nothing (see `merge_into`).
+    if stored.replay.as_ref().map(|r| &r.token) != local.replay.as_ref().map(|r| &r.token) {
+        return;
+    }
     // A first position not saved yet is kept: dropped, the shard would be
     // read from TRIM_HORIZON.
     local.shards.retain(|shard, progress| {
@@ -127,9 +133,6 @@ pub fn adopt(local: &mut Checkpoint, stored: &Checkpoint, held: impl Fn(&ShardId
         }
     }
     local.unlisted_since = stored.unlisted_since.clone();
-    if local.replay.is_none() {
-        local.replay = stored.replay.clone();
-    }
 }
 
 #[cfg(test)]
@@ -271,6 +274,18 @@ mod tests {
             older.stream_arn, newer.stream_arn,
             "the older replica adopts it"
         );
+    }
+
+    #[test]
+    fn a_replay_not_stored_yet_is_not_undone_by_adopting() {
+        let mut local = replayed(doc(&[("a", ShardProgress::Replay(None))]), "two");
+        let stored = replayed(doc(&[("a", after("900"))]), "one");
+        adopt(&mut local, &stored, |_| false);
+        assert_eq!(
+            local.progress(&ShardId::new("a")),
+            Some(&ShardProgress::Replay(None))
+        );
+        assert_eq!(local.replay.as_ref().map(|r| r.token.as_str()), Some("two"));
     }
 
     #[test]

@@ -175,7 +175,6 @@ pub async fn holders(ns: &str) -> BTreeMap<String, Option<String>> {
         .collect()
 }
 
-
 /// Waits until the `shards` readable shards are held by exactly `replicas`,
 /// each within one of an even share.
 pub async fn balanced(ns: &str, shards: usize, within: Duration, replicas: &[&str]) {
@@ -192,4 +191,3 @@ pub async fn balanced(ns: &str, shards: usize, within: Duration, replicas: &[&st
     })
     .await;
 }
-

@@ -40,7 +40,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -294,17 +294,14 @@ impl Coordinator {
         for (shard, held) in held {
             let api = self.api.clone();
             let name = held.lease.metadata.name.clone().unwrap_or_default();
-            let next = match &held.state {
-                HeldState::Done => Write::Delete(held.lease),
-                HeldState::HandingOver { to } => {
-                    Write::Replace(object::pass(&held.lease, Some(to), duration, now))
-                }
-                HeldState::Reading => {
-                    Write::Replace(object::pass(&held.lease, None, duration, now))
-                }
+            let how = match &held.state {
+                HeldState::Done => PassOn::Delete,
+                HeldState::HandingOver { to } => PassOn::To(Some(to.clone())),
+                HeldState::Reading => PassOn::To(None),
             };
+            let me = self.owner.identity.clone();
             writes.push(async move {
-                let result = next.send(&api).await.map(drop);
+                let result = pass_on(&api, held.lease, how, &me, duration, now).await;
                 (shard, name, result)
             });
         }
@@ -484,9 +481,24 @@ impl Coordinator {
             let api = self.api.clone();
             let next = object::renewed(&held.lease, duration, Timestamp::now());
             let shard = shard.clone();
+            let me = self.owner.identity.clone();
             writes.push(async move {
                 let sent = Instant::now();
                 let result = replace(&api, &next).await;
+                if matches!(&result, Err(kube::Error::Api(status)) if status.code == 409) {
+                    // Changed since read (an ask, usually): renew the
+                    // current object if it is still ours.
+                    let name = next.metadata.name.clone().unwrap_or_default();
+                    if let Ok(current) = api.get(&name).await
+                        && object::holder(&current) == Some(me.as_str())
+                    {
+                        let sent = Instant::now();
+                        let retried =
+                            replace(&api, &object::renewed(&current, duration, Timestamp::now()))
+                                .await;
+                        return (shard, sent, retried);
+                    }
+                }
                 (shard, sent, result)
             });
         }
@@ -631,9 +643,16 @@ impl Coordinator {
                 continue;
             };
             let api = self.api.clone();
-            let next = object::ask(lease, &me);
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let patch = object::ask_patch(&me);
             asks.push(async move {
-                let result = replace(&api, &next).await;
+                // A merge patch, not conditional on the version listed: the
+                // holder renews all the time, and an ask changes nothing it
+                // relies on (if the lease changed hands meanwhile, its new
+                // holder is asked instead, and balancing goes on from there).
+                let result = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
                 (shard, result)
             });
         }
@@ -674,17 +693,20 @@ impl Coordinator {
             return;
         };
         let duration = self.owner.duration_seconds;
-        let result = match &held.state {
-            HeldState::HandingOver { to } => replace(
-                &self.api,
-                &object::pass(&held.lease, Some(to), duration, Timestamp::now()),
-            )
-            .await
-            .map(|_| Change::Given),
-            _ => delete(&self.api, &held.lease)
-                .await
-                .map(|()| Change::Released),
+        let (how, change) = match &held.state {
+            HeldState::HandingOver { to } => (PassOn::To(Some(to.clone())), Change::Given),
+            _ => (PassOn::Delete, Change::Released),
         };
+        let result = pass_on(
+            &self.api,
+            held.lease,
+            how,
+            &self.owner.identity,
+            duration,
+            Timestamp::now(),
+        )
+        .await
+        .map(|()| change);
         match result {
             Ok(change) => {
                 info!(shard = %shard, change = change.as_str(), "shard lease passed on");
@@ -738,20 +760,65 @@ impl Coordinator {
     }
 }
 
+/// How a holder lets a lease go.
+enum PassOn {
+    /// To the replica that asked (`None`: released to whoever takes it).
+    To(Option<String>),
+    /// Deleted: its shard was read to the end.
+    Delete,
+}
+
+/// Lets `lease` go. Other replicas write the lease too (asks), so a
+/// conflict re-reads it and tries again while it is still ours; a release
+/// goes to whoever asked meanwhile.
+async fn pass_on(
+    api: &Api<Lease>,
+    mut lease: Lease,
+    how: PassOn,
+    me: &str,
+    duration: i32,
+    now: Timestamp,
+) -> Result<(), kube::Error> {
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = match &how {
+            PassOn::Delete => delete(api, &lease).await,
+            PassOn::To(to) => {
+                let to = to
+                    .clone()
+                    .or_else(|| object::handoff_to(&lease).map(str::to_owned));
+                replace(api, &object::pass(&lease, to.as_deref(), duration, now))
+                    .await
+                    .map(drop)
+            }
+        };
+        match result {
+            Err(kube::Error::Api(status)) if status.code == 409 && attempts < 4 => {
+                lease = api.get(&name).await?;
+                if object::holder(&lease) != Some(me) {
+                    // Not ours any more: nothing left to let go.
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 /// One write of a Lease, owned so that many can be in flight at once.
 enum Write {
     Create(Lease),
     Replace(Lease),
-    Delete(Lease),
 }
 
 impl Write {
-    /// The Lease as stored (for a delete, as it was).
+    /// The Lease as stored.
     async fn send(self, api: &Api<Lease>) -> Result<Lease, kube::Error> {
         match self {
             Write::Create(lease) => api.create(&PostParams::default(), &lease).await,
             Write::Replace(lease) => replace(api, &lease).await,
-            Write::Delete(lease) => delete(api, &lease).await.map(|()| lease),
         }
     }
 }

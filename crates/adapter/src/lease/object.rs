@@ -132,15 +132,9 @@ pub(crate) fn renewed(lease: &Lease, duration: i32, now: Timestamp) -> Lease {
     next
 }
 
-/// `lease` with a hand-over to `to` asked of its holder.
-pub(crate) fn ask(lease: &Lease, to: &str) -> Lease {
-    let mut next = lease.clone();
-    next.metadata.managed_fields = None;
-    next.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(HANDOFF_ANNOTATION.to_owned(), to.to_owned());
-    next
+/// The merge patch that asks a lease's holder to hand it over to `to`.
+pub(crate) fn ask_patch(to: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"annotations": {HANDOFF_ANNOTATION: to}}})
 }
 
 #[cfg(test)]
@@ -189,8 +183,17 @@ mod tests {
     #[test]
     fn passing_clears_the_ask_and_counts_the_transition() {
         let lease = new(&owner(), &ShardId::new("s"), Timestamp::UNIX_EPOCH);
-        let asked = ask(&lease, "other");
+        let mut asked = lease.clone();
+        asked
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(HANDOFF_ANNOTATION.to_owned(), "other".to_owned());
         assert_eq!(handoff_to(&asked), Some("other"));
+        assert_eq!(
+            ask_patch("other")["metadata"]["annotations"][HANDOFF_ANNOTATION],
+            "other"
+        );
         let passed = pass(&asked, Some("other"), 30, Timestamp::UNIX_EPOCH);
         assert_eq!(holder(&passed), Some("other"));
         assert_eq!(handoff_to(&passed), None);
