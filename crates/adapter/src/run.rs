@@ -266,7 +266,9 @@ pub async fn run(
                 Some(events),
             );
             (
-                Some(tokio::spawn(coordinator.run(lease_stop.clone()))),
+                Some(tokio::spawn(
+                    coordinator.run(shutdown.clone(), lease_stop.clone()),
+                )),
                 Some(leases),
             )
         }

@@ -138,6 +138,7 @@ impl Replicas {
         .set("SOURCE_NAMESPACE", ns)
         .set("SOURCE_UID", uid)
         .set("SHARD_LEASES", "true")
+        .set("RUST_LOG", "info,dynamodb_source_adapter::lease=debug")
         .set("SHARD_LEASE_DURATION", "PT4S")
         .set("CHECKPOINT_INTERVAL", "PT0.2S")
         .set("SUMMARY_INTERVAL", "PT1S")

@@ -19,8 +19,10 @@
 //!   holder has stopped a third of a duration before anyone may take over.
 //! - Balancing never takes a held lease: it asks the holder (an annotation);
 //!   the holder stops reading, saves its checkpoint, and passes the lease to
-//!   the asker in one write. At shutdown a replica saves, then releases its
-//!   leases at once, so the others need not wait for them to expire.
+//!   the asker in one write (and asks for none itself for two rounds, so
+//!   that replicas starting together do not pass shards back and forth). At
+//!   shutdown a replica saves, then releases its leases at once, so the
+//!   others need not wait for them to expire.
 //!
 //! The checkpoint stays in the source's ConfigMap: each replica writes the
 //! shards it holds into it ([`dynamodb_source_stream::merge`]), and reads the
@@ -55,8 +57,10 @@ pub(crate) use object::Owner;
 use crate::progress::Progress;
 use crate::source_events::SourceEvents;
 
-/// Most shards a replica asks others for in one round.
-const MAX_ASKS_PER_ROUND: usize = 16;
+/// Most shards a replica asks others for in one round. A hand-over is
+/// graceful (stop, save, pass), so the bound is about churn, not safety: a
+/// replica joining a source of 256 shards over 4 replicas needs 64.
+const MAX_ASKS_PER_ROUND: usize = 64;
 
 /// Lease writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
@@ -226,6 +230,12 @@ pub(crate) struct Coordinator {
     /// Per lease name: its `resourceVersion` and since when this replica has
     /// seen it unchanged.
     seen: HashMap<String, (String, Instant)>,
+    /// When this replica last gave a lease to one that asked: it asks for
+    /// none itself for two rounds after, or replicas starting together pass
+    /// shards back and forth while their counts settle.
+    last_given: Option<Instant>,
+    /// The adapter is shutting down: nothing more is taken or asked for.
+    stopping: CancellationToken,
 }
 
 impl Coordinator {
@@ -254,6 +264,8 @@ impl Coordinator {
             ended: ended_rx,
             held: BTreeMap::new(),
             seen: HashMap::new(),
+            last_given: None,
+            stopping: CancellationToken::new(),
         };
         let leases = Leases {
             readable: readable_tx,
@@ -265,7 +277,15 @@ impl Coordinator {
 
     /// Runs rounds until `stop`, then returns itself so that the caller can
     /// release the leases once the final checkpoint is saved.
-    pub(crate) async fn run(mut self, stop: CancellationToken) -> Coordinator {
+    ///
+    /// Once `stopping` (the adapter's shutdown) it takes and asks for nothing
+    /// more, but goes on renewing what it holds until the checkpoint is saved.
+    pub(crate) async fn run(
+        mut self,
+        stopping: CancellationToken,
+        stop: CancellationToken,
+    ) -> Coordinator {
+        self.stopping = stopping;
         info!(identity = %self.owner.identity, duration = ?self.timing.duration, "sharing shards through leases");
         let mut ticks = tokio::time::interval(self.timing.round);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,7 +309,36 @@ impl Coordinator {
     pub(crate) async fn release_all(mut self) {
         let now = Timestamp::now();
         let duration = self.owner.duration_seconds;
-        let held = std::mem::take(&mut self.held);
+        let mut held = std::mem::take(&mut self.held);
+        // Passed to this replica since its last round (it asked before it
+        // began to stop): released too. Its own asks are withdrawn, so that
+        // nothing more is passed to a replica about to exit.
+        match self.list().await {
+            Ok(listed) => {
+                for (shard, lease) in listed {
+                    if object::holder(&lease) == Some(self.owner.identity.as_str()) {
+                        held.entry(shard).or_insert(Held {
+                            lease,
+                            renewed: None,
+                            state: HeldState::Reading,
+                        });
+                    } else if object::handoff_to(&lease) == Some(self.owner.identity.as_str()) {
+                        let name = lease.metadata.name.clone().unwrap_or_default();
+                        let withdraw = serde_json::json!({"metadata": {"annotations": {object::HANDOFF_ANNOTATION: null}}});
+                        if let Err(e) = self
+                            .api
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&withdraw))
+                            .await
+                        {
+                            debug!(shard = %shard, error = %Report(&e), "withdrawing an ask failed");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %Report(&e), "listing shard leases before releasing them failed")
+            }
+        }
         let mut writes = Vec::new();
         for (shard, held) in held {
             let api = self.api.clone();
@@ -326,18 +375,27 @@ impl Coordinator {
         info!(released, "shard leases released");
     }
 
-    /// One round: see every lease, renew ours, keep the deadline, balance.
-    async fn round(&mut self) {
-        let listed = match self
+    /// The source's shard leases, by shard.
+    async fn list(&self) -> Result<Vec<(ShardId, Lease)>, kube::Error> {
+        let list = self
             .api
             .list(&ListParams::default().labels(&format!(
                 "{}={}",
                 object::SOURCE_LABEL,
                 self.owner.source
             )))
-            .await
-        {
-            Ok(list) => list.items,
+            .await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|lease| Some((object::shard_of(&lease)?, lease)))
+            .collect())
+    }
+
+    /// One round: see every lease, renew ours, keep the deadline, balance.
+    async fn round(&mut self) {
+        let listed = match self.list().await {
+            Ok(list) => list,
             Err(e) => {
                 warn!(error = %Report(&e), "listing shard leases failed");
                 self.keep_deadline();
@@ -348,9 +406,8 @@ impl Coordinator {
         let now = Instant::now();
         let mut leases: BTreeMap<ShardId, Lease> = BTreeMap::new();
         let mut names = std::collections::HashSet::new();
-        for lease in listed {
-            let (Some(shard), Some(name)) = (object::shard_of(&lease), lease.metadata.name.clone())
-            else {
+        for (shard, lease) in listed {
+            let Some(name) = lease.metadata.name.clone() else {
                 continue;
             };
             let version = lease.metadata.resource_version.clone().unwrap_or_default();
@@ -544,6 +601,9 @@ impl Coordinator {
     }
 
     async fn balance(&mut self, leases: &BTreeMap<ShardId, Lease>) {
+        if self.stopping.is_cancelled() {
+            return;
+        }
         let readable = self.readable.borrow().clone();
         let now = Instant::now();
         let seen: BTreeMap<ShardId, balance::Seen> = leases
@@ -570,7 +630,15 @@ impl Coordinator {
                 (shard.clone(), seen)
             })
             .collect();
-        let moves = balance::balance(&self.owner.identity, &readable, &seen, MAX_ASKS_PER_ROUND);
+        let giving = self
+            .held
+            .values()
+            .any(|held| matches!(held.state, HeldState::HandingOver { .. }))
+            || self
+                .last_given
+                .is_some_and(|at| at.elapsed() < self.timing.round * 2);
+        let max_asks = if giving { 0 } else { MAX_ASKS_PER_ROUND };
+        let moves = balance::balance(&self.owner.identity, &readable, &seen, max_asks);
         if moves.take.is_empty() && moves.ask.is_empty() {
             return;
         }
@@ -710,6 +778,9 @@ impl Coordinator {
         match result {
             Ok(change) => {
                 info!(shard = %shard, change = change.as_str(), "shard lease passed on");
+                if change == Change::Given {
+                    self.last_given = Some(Instant::now());
+                }
                 self.metrics.count(change);
             }
             Err(e) => {
