@@ -267,6 +267,39 @@ spec:
     namespaceSelector:
       matchLabels:
         $NODE_NAMESPACE_LABEL: "true"
+---
+# In the host's network namespace two pods of one Deployment cannot run side by side on
+# this one node (they listen on the same port), so a rolling update's surge pod would
+# never start: Deployments in labelled namespaces are recreated instead.
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: $NODE_RUNTIME_CLASS-recreate
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: IfNeeded
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [apps]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [deployments]
+  mutations:
+    - patchType: JSONPatch
+      jsonPatch:
+        expression: >
+          [JSONPatch{op: "replace", path: "/spec/strategy", value: {"type": "Recreate"}}]
+---
+apiVersion: admissionregistration.k8s.io/v1beta1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: $NODE_RUNTIME_CLASS-recreate
+spec:
+  policyName: $NODE_RUNTIME_CLASS-recreate
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        $NODE_NAMESPACE_LABEL: "true"
 EOF
 }
 

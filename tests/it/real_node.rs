@@ -10,7 +10,10 @@
 //! Pods run in the host's network namespace (the node's admission policy), so
 //! moto, the sinks and the apiserver are all on 127.0.0.1, and every adapter
 //! listens on the host's port 9090: one adapter at a time on the node, which
-//! is why this is one test walking through the steps in order. The
+//! is why this is one test walking through the steps in order, and why the
+//! node's admission policy recreates Deployments instead of rolling them (a
+//! surge pod could not start beside the old one; the rolling hand-over of
+//! shards between replicas is tested with processes, `adapter_leases`). The
 //! controller's metrics move to 9091 for the same reason.
 //!
 //! Skipped, with the reason, only where the machine cannot run containers
