@@ -105,6 +105,14 @@ pub(crate) fn balance(
     moves
 }
 
+/// Whether a holder of `mine` shards evens the load by giving one to a
+/// replica that holds `theirs`: only when it holds two more, or the shard
+/// would just come back. An ask can outlive the need for it (the asker got
+/// its share meanwhile), so the holder judges it again when it sees it.
+pub(crate) fn worth_giving(mine: usize, theirs: usize) -> bool {
+    mine >= theirs + 2
+}
+
 /// An order of the shards that differs from replica to replica.
 fn spread(me: &str, shard: &ShardId) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -224,6 +232,15 @@ mod tests {
             .collect();
         assert_eq!(balance("b", &readable, &leases, 4), Moves::default());
         assert_eq!(balance("a", &readable, &leases, 4), Moves::default());
+    }
+
+    #[test]
+    fn an_ask_is_granted_only_when_it_evens_the_load() {
+        assert!(worth_giving(10, 8));
+        assert!(worth_giving(2, 0));
+        assert!(!worth_giving(9, 8), "the shard would just come back");
+        assert!(!worth_giving(8, 8));
+        assert!(!worth_giving(0, 0));
     }
 
     #[test]

@@ -499,6 +499,12 @@ impl Coordinator {
             self.held.remove(&shard);
             self.metrics.count(Change::Lost);
         }
+        let mut load: HashMap<String, usize> = HashMap::new();
+        for lease in leases.values() {
+            if let Some(holder) = object::holder(lease) {
+                *load.entry(holder.to_owned()).or_default() += 1;
+            }
+        }
         for (shard, lease) in leases {
             if object::holder(lease) != Some(me.as_str()) {
                 continue;
@@ -509,8 +515,22 @@ impl Coordinator {
                     if let (HeldState::Reading, Some(to)) = (&held.state, object::handoff_to(lease))
                         && to != me
                     {
-                        info!(shard = %shard, to = %to, "handing the shard over");
-                        held.state = HeldState::HandingOver { to: to.to_owned() };
+                        let mine = load.get(&me).copied().unwrap_or_default();
+                        let theirs = load.get(to).copied().unwrap_or_default();
+                        if balance::worth_giving(mine, theirs) {
+                            info!(shard = %shard, to = %to, "handing the shard over");
+                            held.state = HeldState::HandingOver { to: to.to_owned() };
+                            load.insert(me.clone(), mine - 1);
+                            load.insert(to.to_owned(), theirs + 1);
+                        } else {
+                            // Asked before the asker got its share some other
+                            // way: declined, and the ask is cleared by this
+                            // round's renewal.
+                            debug!(shard = %shard, to = %to, mine, theirs, "declining an ask that would not even the load");
+                            if let Some(annotations) = held.lease.metadata.annotations.as_mut() {
+                                annotations.remove(object::HANDOFF_ANNOTATION);
+                            }
+                        }
                     }
                 }
                 None => {
