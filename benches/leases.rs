@@ -92,7 +92,10 @@ async fn setup(prefix: &str, shards: usize) -> Setup {
         .set("CHECKPOINT_INTERVAL", "PT1S")
         .set("SUMMARY_INTERVAL", "PT30S")
         .set("IDLE_POLL_MAX", "PT1S")
-        .set("RUST_LOG", "warn");
+        .set(
+            "RUST_LOG",
+            std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     Setup {
         ns,
         replicas,
@@ -133,7 +136,13 @@ async fn hand_over(kill: bool) -> Duration {
         running[0].terminate(PATIENCE).await;
     }
     balanced(&setup.ns, SHARDS, PATIENCE, &["replica-1"]).await;
-    started.elapsed()
+    let took = started.elapsed();
+    if std::env::var_os("BENCH_RUST_LOG").is_some() {
+        for line in running[1].logs().lines().filter(|l| l.contains("lease")) {
+            println!("    {line}");
+        }
+    }
+    took
 }
 
 /// Requests per second per replica, by (verb, resource), over `window`.
@@ -223,27 +232,48 @@ async fn scale_reconcile() -> Duration {
     started.elapsed()
 }
 
+/// `BENCH_ONLY=balance|handover|steady|scale` runs one part.
+fn part(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == name)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     cluster::install_crypto_provider();
     println!("shard leases, {SHARDS} open shards");
+    if part("balance") {
+        balance_parts().await;
+    }
+    if part("handover") {
+        let took = hand_over(false).await;
+        println!(
+            "  hand-over at SIGTERM (2 -> 1): the survivor holds every shard after {took:.1?}"
+        );
+        let took = hand_over(true).await;
+        println!("  after SIGKILL (2 -> 1): the survivor holds every shard after {took:.1?}");
+    }
+    if part("steady") {
+        for shards in [64, 256] {
+            let rates = steady_requests(shards, 2, Duration::from_secs(60)).await;
+            println!(
+                "  steady state, {shards} shards over 2 idle replicas, requests/s per replica:"
+            );
+            for (kind, rate) in rates {
+                println!("    {kind:<20} {rate:>7.2}");
+            }
+        }
+    }
+    if part("scale") {
+        let took = scale_reconcile().await;
+        println!(
+            "  controller: spec.replicas 1 -> 3 through the scale subresource, Deployment at 3 after {took:.1?}"
+        );
+    }
+}
+
+async fn balance_parts() {
     for replicas in [1, 2, 4] {
         let took = time_to_balance(replicas).await;
         println!("  {replicas} replica(s) started together, balanced after {took:.1?}");
     }
-    let took = hand_over(false).await;
-    println!("  hand-over at SIGTERM (2 -> 1): the survivor holds every shard after {took:.1?}");
-    let took = hand_over(true).await;
-    println!("  after SIGKILL (2 -> 1): the survivor holds every shard after {took:.1?}");
-    for shards in [64, 256] {
-        let rates = steady_requests(shards, 2, Duration::from_secs(60)).await;
-        println!("  steady state, {shards} shards over 2 idle replicas, requests/s per replica:");
-        for (kind, rate) in rates {
-            println!("    {kind:<20} {rate:>7.2}");
-        }
-    }
-    let took = scale_reconcile().await;
-    println!(
-        "  controller: spec.replicas 1 -> 3 through the scale subresource, Deployment at 3 after {took:.1?}"
-    );
 }

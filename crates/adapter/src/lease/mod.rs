@@ -236,6 +236,10 @@ pub(crate) struct Coordinator {
     last_given: Option<Instant>,
     /// The adapter is shutting down: nothing more is taken or asked for.
     stopping: CancellationToken,
+    /// When the first lease another replica holds expires if it is not
+    /// renewed before: a round then takes it over without waiting for the
+    /// next tick.
+    next_expiry: Option<Instant>,
 }
 
 impl Coordinator {
@@ -266,6 +270,7 @@ impl Coordinator {
             seen: HashMap::new(),
             last_given: None,
             stopping: CancellationToken::new(),
+            next_expiry: None,
         };
         let leases = Leases {
             readable: readable_tx,
@@ -292,6 +297,9 @@ impl Coordinator {
         loop {
             tokio::select! {
                 _ = ticks.tick() => self.round().await,
+                () = sleep_until(self.next_expiry), if self.next_expiry.is_some() => {
+                    self.round().await;
+                }
                 Some((shard, how)) = self.ended.recv() => self.on_ended(shard, how).await,
                 Ok(()) = self.readable.changed() => {
                     // Newly readable shards are taken now, not a round later.
@@ -421,6 +429,20 @@ impl Coordinator {
             leases.insert(shard, lease);
         }
         self.seen.retain(|name, _| names.contains(name));
+        self.next_expiry = leases
+            .values()
+            .filter(|lease| {
+                object::holder(lease).is_some_and(|h| h != self.owner.identity.as_str())
+            })
+            .filter_map(|lease| {
+                let (_, since) = self.seen.get(lease.metadata.name.as_deref()?)?;
+                let duration = object::duration_seconds(lease)
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(self.timing.duration, Duration::from_secs);
+                Some(*since + duration)
+            })
+            .filter(|at| *at > now)
+            .min();
 
         self.follow(&leases);
         self.renew().await;
@@ -911,6 +933,13 @@ impl Write {
             Write::Create(lease) => api.create(&PostParams::default(), &lease).await,
             Write::Replace(lease) => replace(api, &lease).await,
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
