@@ -30,39 +30,6 @@ use support::eventually;
 
 const SOURCES: usize = 1000;
 
-/// Sums `apiserver_request_total` by (verb, resource, subresource).
-async fn request_counts(client: &kube::Client) -> HashMap<(String, String, String), f64> {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
-    let text = client
-        .request_text(request)
-        .await
-        .expect("apiserver metrics");
-    let mut counts = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let value: f64 = value.parse().unwrap_or(0.0);
-        *counts
-            .entry((label("verb"), label("resource"), label("subresource")))
-            .or_insert(0.0) += value;
-    }
-    counts
-}
-
 fn controller_requests(
     before: &HashMap<(String, String, String), f64>,
     after: &HashMap<(String, String, String), f64>,
@@ -101,7 +68,7 @@ fn main() {
         let mut controller = ControllerProcess::spawn(&kubeconfig, &ns, None, dir.path().join("controller.log"));
         controller.wait_serving().await;
 
-        let before = request_counts(&client).await;
+        let before = cluster::request_counts(&client).await;
         let sources: Api<AWSDynamoDBSource> = Api::namespaced(client.clone(), &ns);
         let started = Instant::now();
         futures::stream::iter(0..SOURCES)
@@ -139,7 +106,7 @@ fn main() {
         let deployed = started.elapsed();
         // Let the controller settle (requeues, Deployment status events) before counting.
         let rss = support::peak_rss_kib(controller.pid());
-        let after = request_counts(&client).await;
+        let after = cluster::request_counts(&client).await;
         let requests = controller_requests(&before, &after);
         let reconciles = controller.metric("dynamodb_source_controller_reconciliations_total").await.unwrap_or(0.0);
         let status = controller.terminate();

@@ -19,7 +19,6 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -30,43 +29,11 @@ use support::cluster;
 use support::controller::{self as ctl, ControllerProcess};
 use support::eventually;
 use support::fake_streams::FakeStreams;
-use support::leases::{Replicas, balanced, holders, source_namespace};
+use support::leases::{Replicas, balanced, source_namespace};
 use support::receiver::Receiver;
 
 const SHARDS: usize = 256;
 const PATIENCE: Duration = Duration::from_secs(300);
-
-/// Sums `apiserver_request_total` by (verb, resource).
-async fn request_counts(client: &kube::Client) -> HashMap<(String, String), f64> {
-    let request = http::Request::get("/metrics")
-        .body(Vec::new())
-        .expect("request");
-    let text = client
-        .request_text(request)
-        .await
-        .expect("apiserver metrics");
-    let mut counts = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        *counts
-            .entry((label("verb"), label("resource")))
-            .or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
-    }
-    counts
-}
 
 struct Setup {
     ns: String,
@@ -153,16 +120,14 @@ async fn steady_requests(shards: usize, replicas: usize, window: Duration) -> Ve
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     balanced(&setup.ns, shards, PATIENCE, &refs).await;
     let admin = cluster::shared().admin().await;
-    let before = request_counts(&admin).await;
+    let before = cluster::request_counts(&admin).await;
     tokio::time::sleep(window).await;
-    let after = request_counts(&admin).await;
+    let after = cluster::request_counts(&admin).await;
     let mut rates: Vec<(String, f64)> = after
         .iter()
-        .filter(|((_, resource), _)| resource == "leases" || resource == "configmaps")
-        .map(|((verb, resource), n)| {
-            let delta = n - before
-                .get(&(verb.clone(), resource.clone()))
-                .unwrap_or(&0.0);
+        .filter(|((_, resource, _), _)| resource == "leases" || resource == "configmaps")
+        .map(|(key @ (verb, resource, _), n)| {
+            let delta = n - before.get(key).unwrap_or(&0.0);
             (
                 format!("{verb} {resource}"),
                 delta / window.as_secs_f64() / replicas as f64,
@@ -171,7 +136,6 @@ async fn steady_requests(shards: usize, replicas: usize, window: Duration) -> Ve
         .filter(|(_, rate)| *rate > 0.0)
         .collect();
     rates.sort_by(|a, b| a.0.cmp(&b.0));
-    let _ = holders(&setup.ns).await;
     rates
 }
 
@@ -185,17 +149,7 @@ async fn scale_reconcile() -> Duration {
         ControllerProcess::spawn(&kubeconfig, &ns, None, dir.path().join("controller.log"));
     controller.wait_serving().await;
     let admin = cluster.admin().await;
-    let sources: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        admin.clone(),
-        &ns,
-        &kube::api::ApiResource {
-            group: "sources.triggermesh.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "sources.triggermesh.io/v1alpha1".into(),
-            kind: "AWSDynamoDBSource".into(),
-            plural: "awsdynamodbsources".into(),
-        },
-    );
+    let sources = support::leases::sources(&admin, &ns);
     let source: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "sources.triggermesh.io/v1alpha1", "kind": "AWSDynamoDBSource",
         "metadata": {"name": "orders", "namespace": ns},

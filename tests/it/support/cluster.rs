@@ -30,6 +30,7 @@
 //! Clients are built per test: a `kube::Client` is bound to the tokio runtime
 //! it was created on, and every `#[tokio::test]` has its own runtime.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -387,4 +388,41 @@ fn pem_certificates(path: &Path) -> Vec<Vec<u8>> {
         .collect();
     assert!(!certs.is_empty(), "no certificate in {}", path.display());
     certs
+}
+
+/// Sums `apiserver_request_total` by (verb, resource, subresource).
+#[allow(
+    dead_code,
+    reason = "used by the benchmarks, which include this module"
+)]
+pub async fn request_counts(client: &Client) -> HashMap<(String, String, String), f64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("apiserver metrics");
+    let mut counts = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        *counts
+            .entry((label("verb"), label("resource"), label("subresource")))
+            .or_insert(0.0) += value;
+    }
+    counts
 }

@@ -40,6 +40,22 @@ where
         .unwrap_or_else(|e| panic!("apply {name}: {e}"))
 }
 
+/// `AWSDynamoDBSource`s of `ns`, untyped: the tests of other crates' objects
+/// need no more.
+pub fn sources(client: &Client, ns: &str) -> Api<kube::api::DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource {
+            group: "sources.triggermesh.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "sources.triggermesh.io/v1alpha1".into(),
+            kind: "AWSDynamoDBSource".into(),
+            plural: "awsdynamodbsources".into(),
+        },
+    )
+}
+
 /// What the controller creates for a source, without the controller: the
 /// source itself (the Leases' owner), its checkpoint ConfigMap, and the
 /// adapter's ServiceAccount with the Role the controller grants it.
@@ -49,17 +65,7 @@ pub async fn source_namespace(prefix: &str) -> (String, String) {
     super::controller::install(cluster);
     let ns = cluster.namespace(prefix).await;
     let admin = cluster.admin().await;
-    let sources: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        admin.clone(),
-        &ns,
-        &kube::api::ApiResource {
-            group: "sources.triggermesh.io".into(),
-            version: "v1alpha1".into(),
-            api_version: "sources.triggermesh.io/v1alpha1".into(),
-            kind: "AWSDynamoDBSource".into(),
-            plural: "awsdynamodbsources".into(),
-        },
-    );
+    let sources = sources(&admin, &ns);
     let source: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "sources.triggermesh.io/v1alpha1", "kind": "AWSDynamoDBSource",
         "metadata": {"name": SOURCE, "namespace": ns},

@@ -197,10 +197,7 @@ impl Coordinator {
                 (shard, name, result)
             });
         }
-        let results: Vec<_> = futures::stream::iter(writes)
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        let results = concurrently(writes).await;
         let mut released = 0;
         for (shard, name, result) in results {
             match result {
@@ -314,10 +311,7 @@ impl Coordinator {
                 });
             }
         }
-        let results: Vec<_> = futures::stream::iter(deletes)
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        let results = concurrently(deletes).await;
         for (shard, result) in results {
             match result {
                 Ok(()) => {
@@ -436,10 +430,7 @@ impl Coordinator {
                 (shard, sent, result)
             });
         }
-        let results: Vec<_> = futures::stream::iter(writes)
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        let results = concurrently(writes).await;
         for (shard, sent, result) in results {
             let Some(held) = self.held.get_mut(&shard) else {
                 continue;
@@ -539,10 +530,7 @@ impl Coordinator {
                 (shard, sent, before, result)
             });
         }
-        let results: Vec<_> = futures::stream::iter(takes)
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        let results = concurrently(takes).await;
         for (shard, sent, before, result) in results {
             match result {
                 Ok(lease) => {
@@ -601,10 +589,7 @@ impl Coordinator {
                 (shard, result)
             });
         }
-        let results: Vec<_> = futures::stream::iter(asks)
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        let results = concurrently(asks).await;
         for (shard, result) in results {
             match result {
                 Ok(_) => {
@@ -769,6 +754,15 @@ impl Write {
             Write::Replace(lease) => replace(api, &lease).await,
         }
     }
+}
+
+/// Runs `writes` at most [`CONCURRENT_WRITES`] at a time; their results in
+/// the order they finish.
+async fn concurrently<F: Future>(writes: Vec<F>) -> Vec<F::Output> {
+    futures::stream::iter(writes)
+        .buffer_unordered(CONCURRENT_WRITES)
+        .collect()
+        .await
 }
 
 async fn sleep_until(at: Option<Instant>) {
