@@ -531,6 +531,7 @@ impl Coordinator {
             });
         }
         let results = concurrently(takes).await;
+        let mut taken_over: BTreeMap<String, Vec<ShardId>> = BTreeMap::new();
         for (shard, sent, before, result) in results {
             match result {
                 Ok(lease) => {
@@ -542,16 +543,7 @@ impl Coordinator {
                     if change == Change::TakenOver {
                         let holder = before.unwrap_or_default();
                         warn!(shard = %shard, from = %holder, "took over the lease of a shard whose holder stopped renewing it");
-                        if let Some(events) = &self.events {
-                            events
-                                .normal(
-                                    "ShardTakenOver",
-                                    &format!(
-                                        "{me} took over shard {shard}: the lease of {holder} expired"
-                                    ),
-                                )
-                                .await;
-                        }
+                        taken_over.entry(holder).or_default().push(shard.clone());
                     } else {
                         debug!(shard = %shard, "took a shard lease");
                     }
@@ -568,6 +560,29 @@ impl Coordinator {
                     debug!(shard = %shard, "another replica took the shard lease first");
                 }
                 Err(e) => warn!(shard = %shard, error = %Report(&e), "taking a shard lease failed"),
+            }
+        }
+        // One Event per replica whose leases expired, not one per shard: a
+        // replica of 128 shards dying is one thing to notice.
+        if let Some(events) = &self.events {
+            for (holder, shards) in &taken_over {
+                let named: Vec<&str> = shards.iter().take(5).map(ShardId::as_str).collect();
+                let more = shards.len().saturating_sub(named.len());
+                let tail = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                events
+                    .normal(
+                        "ShardTakenOver",
+                        &format!(
+                            "{me} took over {} shard(s) whose lease {holder} stopped renewing: {}{tail}",
+                            shards.len(),
+                            named.join(", ")
+                        ),
+                    )
+                    .await;
             }
         }
         let mut asks = Vec::new();
