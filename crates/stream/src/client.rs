@@ -228,7 +228,7 @@ impl StreamClient {
     }
 
     /// At most `limit` records from `iterator` (see [`crate::read_size`]),
-    /// each left as its JSON for [`crate::wire::record`] to parse.
+    /// parsed and checked by [`crate::wire`].
     pub async fn records(&self, iterator: &str, limit: i32) -> Result<Page, StreamError> {
         let capture = CaptureBody::default();
         self.client
