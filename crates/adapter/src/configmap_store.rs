@@ -34,10 +34,9 @@
 //! shards it holds, [`dynamodb_source_stream::merge`]), so nobody's progress
 //! is undone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use std::collections::BTreeSet;
 
 use dynamodb_source_api::summary::{REPLICA_SUMMARY_PREFIX, SUMMARY_KEY, StreamSummary};
 use dynamodb_source_stream::ShardId;
@@ -258,19 +257,17 @@ impl CheckpointStore for ConfigMapCheckpointStore {
         if self.summary_key == SUMMARY_KEY {
             return Ok(());
         }
-        let mut last = self.last.lock().await;
-        let mut object = match last.as_ref() {
-            Some(object) => object.clone(),
-            None => self.get().await?,
-        };
-        let removed = object
-            .data
-            .as_mut()
-            .and_then(|data| data.remove(&self.summary_key));
-        if removed.is_none() {
-            return Ok(());
-        }
-        self.replace(&mut last, object).await
+        self.edit(MERGE_ATTEMPTS, |object| {
+            let removed = object
+                .data
+                .as_mut()
+                .and_then(|data| data.remove(&self.summary_key));
+            Ok(match removed {
+                Some(_) => Edit::Write(()),
+                None => Edit::Keep(()),
+            })
+        })
+        .await
     }
 
     /// Reads the stored document, merges, and writes it back, as many times
@@ -283,41 +280,32 @@ impl CheckpointStore for ConfigMapCheckpointStore {
         held: &(dyn for<'s> Fn(&'s ShardId) -> bool + Sync),
         forgotten: &BTreeSet<ShardId>,
     ) -> Result<(Checkpoint, Merged), CheckpointError> {
-        let mut last = self.last.lock().await;
-        let mut conflict = None;
-        for _ in 0..MERGE_ATTEMPTS {
-            let mut object = match last.as_ref() {
-                Some(object) => object.clone(),
-                None => {
-                    let object = self.get().await?;
-                    *last = Some(object.clone());
-                    object
-                }
-            };
+        self.edit(MERGE_ATTEMPTS, |object| {
             let mut stored = match object.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
                 Some(text) => checkpoint::decode(&self.location(), text.as_bytes())?,
                 None => Checkpoint::new(local.stream_arn.clone()),
             };
             let merged = merge::merge_into(&mut stored, local, what, |s| held(s), forgotten);
             if let Merged::Stale(_) = merged {
-                return Ok((stored, merged));
+                return Ok(Edit::Keep((stored, merged)));
             }
             let document = String::from_utf8_lossy(&checkpoint::encode(&stored)).into_owned();
             object
                 .data
                 .get_or_insert_with(BTreeMap::new)
                 .insert(DATA_KEY.to_owned(), document);
-            match self.replace(&mut last, object).await {
-                Ok(()) => return Ok((stored, merged)),
-                Err(e @ CheckpointError::Conflict { .. }) => conflict = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(conflict.unwrap_or_else(|| CheckpointError::Conflict {
-            location: self.location(),
-            reason: "no attempt was made".to_owned(),
-        }))
+            Ok(Edit::Write((stored, merged)))
+        })
+        .await
     }
+}
+
+/// What an edit of the object asks for.
+enum Edit<T> {
+    /// Write the edited object.
+    Write(T),
+    /// Nothing to write (nothing changed, or the edit refused to).
+    Keep(T),
 }
 
 /// How many times a merged save re-reads and retries after other replicas
@@ -337,6 +325,26 @@ impl ConfigMapCheckpointStore {
         document: String,
         attempts: usize,
     ) -> Result<(), CheckpointError> {
+        self.edit(attempts, |object| {
+            let data = object.data.get_or_insert_with(BTreeMap::new);
+            data.insert(key.to_owned(), document.clone());
+            if key != SUMMARY_KEY && key != DATA_KEY {
+                forget_old_summaries(data, key);
+            }
+            Ok(Edit::Write(()))
+        })
+        .await
+    }
+
+    /// Applies `edit` to the object as last read or written (read first if
+    /// it never was) and writes it back, conditional on its
+    /// `resourceVersion`; after a conflict `replace` re-read the object, and
+    /// the edit is applied to that, up to `attempts` times in all.
+    async fn edit<T>(
+        &self,
+        attempts: usize,
+        mut edit: impl FnMut(&mut ConfigMap) -> Result<Edit<T>, CheckpointError>,
+    ) -> Result<T, CheckpointError> {
         let mut last = self.last.lock().await;
         let mut conflict = None;
         for _ in 0..attempts {
@@ -348,14 +356,14 @@ impl ConfigMapCheckpointStore {
                     object
                 }
             };
-            let data = object.data.get_or_insert_with(BTreeMap::new);
-            data.insert(key.to_owned(), document.clone());
-            if key != SUMMARY_KEY && key != DATA_KEY {
-                forget_old_summaries(data, key);
-            }
+            let value = match edit(&mut object)? {
+                Edit::Keep(value) => return Ok(value),
+                Edit::Write(value) => value,
+            };
             match self.replace(&mut last, object).await {
+                Ok(()) => return Ok(value),
                 Err(e @ CheckpointError::Conflict { .. }) => conflict = Some(e),
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
         Err(conflict.unwrap_or_else(|| CheckpointError::Conflict {

@@ -316,14 +316,10 @@ pub async fn run(
     } else {
         info!("checkpoint saved; adapter stopped");
     }
-    if config.shard_leases.is_some() {
-        let mut retired = store.retire_summary().await;
-        if let Err(CheckpointError::Conflict { .. }) = retired {
-            retired = store.retire_summary().await;
-        }
-        if let Err(e) = retired {
-            warn!(error = %Report(&e), "removing this replica's summary failed; the controller ignores it once it is stale");
-        }
+    if config.shard_leases.is_some()
+        && let Err(e) = store.retire_summary().await
+    {
+        warn!(error = %Report(&e), "removing this replica's summary failed; the controller ignores it once it is stale");
     }
     if let Some(coordinator) = coordinator {
         // Released only now that the checkpoint holds everything delivered:
