@@ -160,7 +160,7 @@ impl Supervisor {
                     None => None,
                 } } => {
                     // Shards taken or given up: start or stop their readers.
-                    self.follow_leases(&mut running);
+                    self.follow_leases(&running);
                 }
                 _ = self.listing.requested() => {
                     tokio::select! {
@@ -172,9 +172,6 @@ impl Supervisor {
             }
         }
         info!(shards = running.len(), timeout = ?self.shutdown_timeout, "stopping shard tasks");
-        for task in running.values() {
-            task.cancel.cancel();
-        }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         for (shard, task) in running {
             let abort = task.handle.abort_handle();
@@ -192,7 +189,7 @@ impl Supervisor {
     /// and the coordinator passes the lease on once their progress is saved).
     /// Shards newly held start at the next discovery, which reads the shared
     /// checkpoint first.
-    fn follow_leases(&self, running: &mut HashMap<ShardId, Running>) {
+    fn follow_leases(&self, running: &HashMap<ShardId, Running>) {
         let Some(leases) = &self.leases else {
             return;
         };
