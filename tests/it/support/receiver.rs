@@ -155,7 +155,6 @@ impl Drop for OpenRequest {
 struct Shared {
     behaviour: Behaviour,
     log: Arc<Mutex<Vec<Received>>>,
-    count: Arc<Mutex<usize>>,
     open: Arc<Open>,
 }
 
@@ -171,19 +170,20 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     // Closed before the answer is written, so a client that waits for it
     // before its next request never has two open here.
     let _open = OpenRequest::new(&shared.open);
-    let index = {
-        let mut count = shared.count.lock().expect("lock");
-        *count += 1;
-        *count - 1
+    // Numbered and logged under one lock, so a request's index is its place
+    // in the log even when requests arrive together; logged on arrival,
+    // because a client that gives up on a slow reply drops this handler.
+    let reply = {
+        let mut log = shared.log.lock().expect("lock");
+        let reply = (shared.behaviour)(log.len(), &headers);
+        log.push(Received {
+            at: Instant::now(),
+            headers,
+            body,
+            status: reply.status,
+        });
+        reply
     };
-    let reply = (shared.behaviour)(index, &headers);
-    // Logged on arrival: a client that gives up on a slow reply drops this handler.
-    shared.log.lock().expect("lock").push(Received {
-        at: Instant::now(),
-        headers,
-        body,
-        status: reply.status,
-    });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -232,7 +232,6 @@ impl Receiver {
         let shared = Shared {
             behaviour,
             log: log.clone(),
-            count: Arc::new(Mutex::new(0)),
             open: open.clone(),
         };
         let app = Router::new().fallback(handle).with_state(shared);
