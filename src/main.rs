@@ -61,6 +61,13 @@ struct ControllerArgs {
     /// json or text [default: json]. Levels come from RUST_LOG.
     #[arg(long, env = "LOG_FORMAT")]
     log_format: Option<String>,
+    /// Serve the validating admission webhook (HTTPS) on this port [default: not served].
+    #[arg(long, env = "WEBHOOK_PORT")]
+    webhook_port: Option<u16>,
+    /// Directory holding the webhook's serving certificate, tls.crt and tls.key
+    /// [default: /etc/dynamodb-source/webhook].
+    #[arg(long, env = "WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<std::path::PathBuf>,
 }
 
 fn controller_config(
@@ -105,6 +112,14 @@ fn controller_config(
                 args.metrics_port.unwrap_or(9090),
             )),
             leader_election,
+            webhook: args
+                .webhook_port
+                .map(|port| dynamodb_source_controller::WebhookSettings {
+                    addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+                    cert_dir: args
+                        .webhook_cert_dir
+                        .unwrap_or_else(|| "/etc/dynamodb-source/webhook".into()),
+                }),
         },
         log_format,
     ))

@@ -65,7 +65,7 @@ pub(crate) fn helm_ok(args: &[&str], kubeconfig: Option<&Path>) -> String {
 
 /// `helm template` as release `dynamodb-source` in namespace `dynamodb-source` (the names
 /// of config/), with extra arguments; the rendered objects.
-fn render(extra: &[&str]) -> Vec<Value> {
+pub(crate) fn render(extra: &[&str]) -> Vec<Value> {
     let mut args = vec![
         "template",
         "dynamodb-source",
@@ -263,10 +263,13 @@ fn default_values_render_a_leader_elected_hardened_controller() {
             "Deployment/dynamodb-source-controller",
             "Role/dynamodb-source-leader-election",
             "RoleBinding/dynamodb-source-leader-election",
+            "Secret/dynamodb-source-controller-webhook-tls",
             "Service/dynamodb-source-controller-metrics",
+            "Service/dynamodb-source-controller-webhook",
             "ServiceAccount/dynamodb-source-controller",
+            "ValidatingWebhookConfiguration/dynamodb-source-controller-webhook-dynamodb-source",
         ],
-        "no ServiceMonitor by default"
+        "no ServiceMonitor by default; the admission webhook with a certificate made by Helm"
     );
     let deployment = find(&objects, "Deployment", "dynamodb-source-controller");
     assert_eq!(deployment["spec"]["replicas"], 1);
@@ -304,6 +307,190 @@ fn default_values_render_a_leader_elected_hardened_controller() {
         service["spec"]["selector"],
         deployment["spec"]["selector"]["matchLabels"]
     );
+}
+
+/// The base64 PEM of a rendered Secret or caBundle, as DER certificates.
+fn certificates(base64_pem: &Value) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use base64::Engine as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(base64_pem.as_str().expect("base64 text"))
+        .expect("base64");
+    rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("PEM certificates")
+}
+
+#[test]
+fn the_webhook_serves_a_certificate_its_configuration_trusts_for_its_service() {
+    let objects = render(&[]);
+    let name = "dynamodb-source-controller-webhook";
+    let configuration = find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "dynamodb-source-controller-webhook-dynamodb-source",
+    );
+    let webhook = &configuration["webhooks"][0];
+    assert_eq!(
+        webhook["name"],
+        "validate.awsdynamodbsources.sources.triggermesh.io"
+    );
+    assert_eq!(webhook["failurePolicy"], "Ignore");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(
+        webhook["rules"],
+        json!([{
+            "apiGroups": ["sources.triggermesh.io"],
+            "apiVersions": ["v1alpha1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["awsdynamodbsources"],
+            "scope": "Namespaced",
+        }])
+    );
+    assert!(webhook.get("namespaceSelector").is_none(), "all namespaces");
+    let service_ref = &webhook["clientConfig"]["service"];
+    assert_eq!(service_ref["name"], name);
+    assert_eq!(service_ref["namespace"], "dynamodb-source");
+    assert_eq!(
+        service_ref["path"],
+        dynamodb_source_controller::WEBHOOK_PATH
+    );
+    assert_eq!(service_ref["port"], 443);
+
+    // The Service reaches the controller's webhook port.
+    let service = find(&objects, "Service", name);
+    let deployment = find(&objects, "Deployment", "dynamodb-source-controller");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "webhook");
+    let c = container(&objects);
+    assert!(
+        c["ports"]
+            .as_array()
+            .expect("ports")
+            .contains(&json!({"name": "webhook", "containerPort": 9443})),
+        "{}",
+        c["ports"]
+    );
+    assert_eq!(env(c, "WEBHOOK_PORT"), Some(&json!("9443")));
+    let cert_dir = env(c, "WEBHOOK_CERT_DIR").expect("WEBHOOK_CERT_DIR");
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{"name": "webhook-certificate", "mountPath": cert_dir, "readOnly": true}])
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "webhook-certificate", "secret": {"secretName": format!("{name}-tls")}}])
+    );
+
+    // The certificate the controller serves chains to the caBundle the API server trusts,
+    // for the name the API server dials.
+    let secret = find(&objects, "Secret", &format!("{name}-tls"));
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    assert_eq!(
+        secret["data"]["ca.crt"],
+        webhook["clientConfig"]["caBundle"]
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certificates(&webhook["clientConfig"]["caBundle"]) {
+        roots.add(ca).expect("a CA certificate");
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .expect("a verifier");
+    let chain = certificates(&secret["data"]["tls.crt"]);
+    let host = format!("{name}.dynamodb-source.svc");
+    let verified = rustls::client::danger::ServerCertVerifier::verify_server_cert(
+        &*verifier,
+        &chain[0],
+        &chain[1..],
+        &rustls::pki_types::ServerName::try_from(host.clone()).expect("a DNS name"),
+        &[],
+        rustls::pki_types::UnixTime::now(),
+    );
+    assert!(verified.is_ok(), "{host}: {verified:?}");
+    assert!(
+        secret["data"]["tls.key"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "a key"
+    );
+}
+
+#[test]
+fn the_webhook_follows_its_values_cert_manager_a_watched_namespace_or_none() {
+    let name = "dynamodb-source-controller-webhook";
+    let objects = render(&[
+        "--set",
+        "webhook.certManager.enabled=true,webhook.failurePolicy=Fail,watchNamespace=shop",
+    ]);
+    let configuration = find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "dynamodb-source-controller-webhook-dynamodb-source",
+    );
+    assert_eq!(
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!("dynamodb-source/{name}")
+    );
+    let webhook = &configuration["webhooks"][0];
+    assert!(
+        webhook["clientConfig"].get("caBundle").is_none(),
+        "injected"
+    );
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(
+        webhook["namespaceSelector"],
+        json!({"matchLabels": {"kubernetes.io/metadata.name": "shop"}})
+    );
+    let certificate = find(&objects, "Certificate", name);
+    assert_eq!(certificate["spec"]["secretName"], format!("{name}-tls"));
+    assert_eq!(
+        certificate["spec"]["dnsNames"][0],
+        format!("{name}.dynamodb-source.svc")
+    );
+    assert_eq!(
+        certificate["spec"]["issuerRef"],
+        json!({"name": name, "kind": "Issuer"})
+    );
+    assert_eq!(
+        find(&objects, "Issuer", name)["spec"],
+        json!({"selfSigned": {}})
+    );
+    assert!(
+        !kinds(&objects).iter().any(|k| k.starts_with("Secret/")),
+        "cert-manager writes the Secret: {:?}",
+        kinds(&objects)
+    );
+
+    let objects = render(&[
+        "--set",
+        "webhook.certManager.enabled=true,webhook.certManager.issuerRef.name=corp,webhook.certManager.issuerRef.kind=ClusterIssuer",
+    ]);
+    assert_eq!(
+        find(&objects, "Certificate", name)["spec"]["issuerRef"],
+        json!({"name": "corp", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    assert!(!kinds(&objects).iter().any(|k| k.starts_with("Issuer/")));
+
+    let objects = render(&["--set", "webhook.enabled=false"]);
+    let kinds = kinds(&objects);
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k.contains("webhook") || k.starts_with("ValidatingWebhookConfiguration/")),
+        "{kinds:?}"
+    );
+    let c = container(&objects);
+    assert_eq!(env(c, "WEBHOOK_PORT"), None);
+    assert!(c.get("volumeMounts").is_none());
 }
 
 #[test]
@@ -385,12 +572,20 @@ metrics:
 #[test]
 fn invalid_values_fail_with_a_message_naming_the_value() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("replicas: two\n", &["/replicas", "want integer"]),
         ("logLevel: loud\n", &["/logLevel", "'info'", "'debug'"]),
         ("logFormat: xml\n", &["/logFormat", "'json'"]),
         ("replica: 2\n", &["'replica' not allowed"]),
         ("image: {digest: latest}\n", &["/image/digest"]),
+        (
+            "webhook: {failurePolicy: Sometimes}\n",
+            &["/webhook/failurePolicy", "'Ignore'", "'Fail'"],
+        ),
+        (
+            "webhook: {generated: {ca: x}}\n",
+            &["'generated' not allowed"],
+        ),
         (
             "metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}\n",
             &["metrics.serviceMonitor.enabled needs metrics.service.enabled"],
@@ -506,8 +701,11 @@ async fn helm_install_runs_a_controller_that_reconciles_a_sample_source_then_uni
             "--namespace",
             &release_ns,
             "--set",
+            // No admission webhook: kwok's pods serve nothing, and without kube-proxy the
+            // API server would dial its Service's cluster IP off loopback on every source
+            // written. controller_webhook proves the chart's webhook on this API server.
             &format!(
-                "image.repository=example.invalid/dynamodb-source,image.tag=test,watchNamespace={sources_ns},replicas=2"
+                "image.repository=example.invalid/dynamodb-source,image.tag=test,watchNamespace={sources_ns},replicas=2,webhook.enabled=false"
             ),
             "--wait",
             "--timeout",

@@ -21,6 +21,7 @@ mod cluster_smoke;
 mod config_reference;
 mod controller;
 mod controller_scale;
+mod controller_webhook;
 mod crd;
 mod crd_admission;
 mod demo;

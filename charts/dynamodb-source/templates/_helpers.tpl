@@ -46,3 +46,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The webhook's Service, Secret and certificate name. */}}
+{{- define "dynamodb-source.webhook" -}}
+{{- printf "%s-webhook" (include "dynamodb-source.controller" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The webhook's serving certificate as YAML (ca, cert, key: base64 PEM): the one in the release's
+Secret when there is one (so an upgrade keeps it), else a new CA and a certificate it signs for
+the Service's names. Rendered the same within one run: the result is memoized in .Values.
+*/}}
+{{- define "dynamodb-source.webhookCertificate" -}}
+{{- if not (hasKey .Values.webhook "generated") -}}
+{{- $name := include "dynamodb-source.webhook" . -}}
+{{- $host := printf "%s.%s.svc" $name .Release.Namespace -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (printf "%s-tls" $name) -}}
+{{- $data := dig "data" dict $secret -}}
+{{- if and (hasKey $data "ca.crt") (hasKey $data "tls.crt") (hasKey $data "tls.key") -}}
+{{- $_ := set .Values.webhook "generated" (dict "ca" (index $data "ca.crt") "cert" (index $data "tls.crt") "key" (index $data "tls.key")) -}}
+{{- else -}}
+{{- $ca := genCA (printf "%s-ca" $name) 3650 -}}
+{{- $leaf := genSignedCert $host nil (list $host (printf "%s.cluster.local" $host)) 3650 $ca -}}
+{{- $_ := set .Values.webhook "generated" (dict "ca" ($ca.Cert | b64enc) "cert" ($leaf.Cert | b64enc) "key" ($leaf.Key | b64enc)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml .Values.webhook.generated -}}
+{{- end }}

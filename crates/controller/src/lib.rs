@@ -3,8 +3,9 @@
 //!
 //! Pure parts (`builders`, `status`, `names`) decide; `reconcile` gathers
 //! observations and applies; `operator` ([`run`]) wires the loop and
-//! leadership.
+//! leadership; `admission` decides what the webhook (`webhook`) answers.
 
+mod admission;
 mod builders;
 mod destination;
 mod leader;
@@ -13,6 +14,8 @@ mod names;
 mod operator;
 mod reconcile;
 mod status;
+mod webhook;
 
 pub use leader::LeaseSettings;
 pub use operator::{ControllerConfig, RunError, run};
+pub use webhook::{PATH as WEBHOOK_PATH, WebhookSettings};

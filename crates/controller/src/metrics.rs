@@ -12,6 +12,11 @@ pub(crate) struct ErrorLabels {
     pub error: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct VerdictLabels {
+    pub verdict: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ControllerMetrics {
     pub reconciliations: Counter,
@@ -19,6 +24,8 @@ pub(crate) struct ControllerMetrics {
     pub duration: Histogram,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
+    /// Admission reviews this replica answered, by verdict.
+    pub admission_reviews: Family<VerdictLabels, Counter>,
 }
 
 impl Default for ControllerMetrics {
@@ -30,6 +37,7 @@ impl Default for ControllerMetrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             leader: Gauge::default(),
+            admission_reviews: Family::default(),
         }
     }
 }
@@ -56,6 +64,21 @@ impl ControllerMetrics {
             "1 while this replica is the leader",
             self.leader.clone(),
         );
+        registry.register(
+            "dynamodb_source_controller_admission_reviews",
+            "AWSDynamoDBSource admission reviews answered by the webhook, by verdict",
+            self.admission_reviews.clone(),
+        );
+    }
+
+    pub(crate) fn admission(&self, verdict: crate::admission::Verdict) {
+        let verdict = match verdict {
+            crate::admission::Verdict::Allowed => "allowed",
+            crate::admission::Verdict::Denied => "denied",
+        };
+        self.admission_reviews
+            .get_or_create(&VerdictLabels { verdict })
+            .inc();
     }
 
     pub(crate) fn failure(&self, error: &str) {

@@ -26,6 +26,7 @@ use crate::leader::{Elector, LeaseSettings};
 use crate::metrics::ControllerMetrics;
 use crate::names;
 use crate::reconcile::{self, Context, Error};
+use crate::webhook::{self, WebhookError, WebhookSettings};
 
 /// The controller's configuration, parsed by the binary.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct ControllerConfig {
     pub metrics_addr: SocketAddr,
     /// Leader election: the Lease's namespace and settings; `None` disables it.
     pub leader_election: Option<(String, LeaseSettings)>,
+    /// The validating admission webhook, served by every replica; `None` serves none.
+    pub webhook: Option<WebhookSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("lost the leader Lease; exiting so that only one replica reconciles")]
     LeadershipLost,
 }
@@ -105,6 +110,22 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         source,
     })?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
+    let webhook_task = match &config.webhook {
+        Some(settings) => {
+            let served = webhook::serve(settings, metrics.clone(), ops_stop.clone()).await;
+            let (addr, task) = match served {
+                Ok(served) => served,
+                Err(e) => {
+                    ops_stop.cancel();
+                    let _ = ops_task.await;
+                    return Err(e.into());
+                }
+            };
+            info!(%addr, path = webhook::PATH, "serving the admission webhook");
+            Some(task)
+        }
+        None => None,
+    };
 
     let elector = config.leader_election.clone().map(|(namespace, settings)| {
         Arc::new(Elector::new(
@@ -119,6 +140,9 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         if !elector.acquire(&shutdown).await {
             ops_stop.cancel();
             let _ = ops_task.await;
+            if let Some(task) = webhook_task {
+                let _ = task.await;
+            }
             return Ok(());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -202,6 +226,9 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
     }
     ops_stop.cancel();
     let _ = ops_task.await;
+    if let Some(task) = webhook_task {
+        let _ = task.await;
+    }
     if leadership_lost {
         error!("lost the leader Lease");
         return Err(RunError::LeadershipLost);

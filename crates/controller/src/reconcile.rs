@@ -156,11 +156,11 @@ async fn check_secrets(
     Ok(Ok(values))
 }
 
-/// Whether the Deployment is available and, if not, why (pods' waiting reasons first).
 /// A filter pattern the adapter could not parse, as a problem naming the
-/// pattern and the path of its bad operator: the API server checks only each
-/// pattern's type, so this keeps a source with a bad one from being deployed
-/// into an adapter that would exit at start.
+/// pattern and the path of its bad operator: the admission webhook refuses
+/// such a source, but not one stored before it or where it is not installed,
+/// so this keeps a source with a bad one from being deployed into an adapter
+/// that would exit at start.
 fn check_filter_patterns(source: &AWSDynamoDBSource) -> Option<Problem> {
     let patterns = source.spec.filter.as_ref()?.patterns.as_ref()?;
     FilterPatterns::parse(patterns).err().map(|e| {
@@ -171,6 +171,7 @@ fn check_filter_patterns(source: &AWSDynamoDBSource) -> Option<Problem> {
     })
 }
 
+/// Whether the Deployment is available and, if not, why (pods' waiting reasons first).
 async fn observe(
     client: &Client,
     source: &AWSDynamoDBSource,

@@ -63,6 +63,17 @@ impl ControllerProcess {
         leader: Option<(&str, &str)>,
         log: PathBuf,
     ) -> ControllerProcess {
+        ControllerProcess::spawn_with(kubeconfig, namespace, leader, log, &[])
+    }
+
+    /// [`ControllerProcess::spawn`], with more environment.
+    pub fn spawn_with(
+        kubeconfig: &Path,
+        namespace: &str,
+        leader: Option<(&str, &str)>,
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let metrics_port = free_port();
         let mut command = Command::new(super::adapter::BINARY);
         command
@@ -83,6 +94,7 @@ impl ControllerProcess {
                 command.env("LEADER_ELECT", "false");
             }
         }
+        command.envs(env.iter().copied());
         let child = command
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"))

@@ -11,6 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct ServerCert {
     /// The authority's certificate (PEM): what a client must trust.
     pub ca_pem: String,
+    /// The server's certificate and key (PEM), as a `kubernetes.io/tls` Secret holds them.
+    pub cert_pem: String,
+    pub key_pem: String,
     cert: CertificateDer<'static>,
     key: Vec<u8>,
 }
@@ -36,6 +39,8 @@ impl ServerCert {
         let cert = params.signed_by(&key, &ca).expect("server certificate");
         ServerCert {
             ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             cert: cert.der().clone(),
             key: key.serialize_der(),
         }
