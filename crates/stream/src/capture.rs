@@ -21,6 +21,9 @@ use http_body::{Body, Frame};
 /// What the SDK parses instead of the records: an answer with no fields.
 const EMPTY_ANSWER: &[u8] = b"{}";
 
+/// The most reserved up front for a body, whatever its announced length.
+const MAX_RESERVED: usize = 8 << 20;
+
 /// Per call: the body of the call's successful answer, once it has arrived.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CaptureBody {
@@ -54,11 +57,18 @@ impl Intercept for CaptureBody {
             // describes. The SDK's own length check (a client-wide
             // interceptor, so it runs before this one) has already wrapped the
             // real body and still sees every byte of it.
-            response.headers_mut().remove("content-length");
+            let length = response
+                .headers_mut()
+                .remove("content-length")
+                .and_then(|length| length.parse::<usize>().ok())
+                .unwrap_or(0);
             let inner = response.take_body();
             *response.body_mut() = SdkBody::from_body_1_x(Captured {
                 inner,
-                read: Vec::new(),
+                // Sized once from the length the server announced (about 2 KB
+                // a record, up to 1,000 records a page) instead of doubling;
+                // the cap keeps a lying header from reserving much.
+                read: Vec::with_capacity(length.min(MAX_RESERVED)),
                 slot: Some(self.slot.clone()),
             });
         }
