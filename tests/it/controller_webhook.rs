@@ -155,17 +155,11 @@ async fn the_webhook_refuses_filter_patterns_that_do_not_parse_naming_the_bad_op
         status.message
     );
 
+    let apply_orders =
+        |patterns: Value| kubectl_apply(cluster, dir.path(), &source(&ns, "orders", patterns));
     // A pattern written as a string that is not JSON, the second of two.
     let shipped = json!({"dynamodb": {"NewImage": {"status": {"S": ["shipped"]}}}});
-    let (applied, out) = kubectl_apply(
-        cluster,
-        dir.path(),
-        &source(
-            &ns,
-            "orders",
-            json!([shipped, "{\"eventName\": [\"INSERT\""]),
-        ),
-    );
+    let (applied, out) = apply_orders(json!([shipped, "{\"eventName\": [\"INSERT\""]));
     assert!(!applied, "{out}");
     assert!(
         out.contains("is invalid: spec.filter.patterns[1]: filter pattern 1 (")
@@ -173,15 +167,9 @@ async fn the_webhook_refuses_filter_patterns_that_do_not_parse_naming_the_bad_op
         "{out}"
     );
     // An unknown operator, inside a typed attribute value, in a pattern written as an object.
-    let (applied, out) = kubectl_apply(
-        cluster,
-        dir.path(),
-        &source(
-            &ns,
-            "orders",
-            json!([{"dynamodb": {"NewImage": {"total": {"N": [{"numerik": [">", 100]}]}}}}]),
-        ),
-    );
+    let (applied, out) = apply_orders(json!([
+        {"dynamodb": {"NewImage": {"total": {"N": [{"numerik": [">", 100]}]}}}}
+    ]));
     assert!(!applied, "{out}");
     assert!(
         out.contains("spec.filter.patterns[0]")
@@ -195,7 +183,7 @@ async fn the_webhook_refuses_filter_patterns_that_do_not_parse_naming_the_bad_op
     );
     // Patterns that parse, as objects and as strings, are admitted unchanged.
     let good = json!([shipped, "{\"eventName\": [\"INSERT\", \"MODIFY\"]}"]);
-    let (applied, out) = kubectl_apply(cluster, dir.path(), &source(&ns, "orders", good.clone()));
+    let (applied, out) = apply_orders(good.clone());
     assert!(applied, "{out}");
     let stored = sources.get("orders").await.expect("the source is stored");
     assert_eq!(
