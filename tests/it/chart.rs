@@ -451,7 +451,16 @@ fn the_webhook_follows_its_values_cert_manager_a_watched_namespace_or_none() {
         json!({"matchLabels": {"kubernetes.io/metadata.name": "shop"}})
     );
     let certificate = find(&objects, "Certificate", name);
-    assert_eq!(certificate["spec"]["secretName"], format!("{name}-tls"));
+    assert_eq!(
+        certificate["spec"]["secretName"],
+        format!("{name}-cert-manager-tls"),
+        "not the name of the Secret Helm makes, so switching modes claims or deletes neither"
+    );
+    assert_eq!(
+        find(&objects, "Deployment", "dynamodb-source-controller")["spec"]["template"]["spec"]["volumes"]
+            [0]["secret"]["secretName"],
+        certificate["spec"]["secretName"]
+    );
     assert_eq!(
         certificate["spec"]["dnsNames"][0],
         format!("{name}.dynamodb-source.svc")

@@ -53,6 +53,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
 {{/*
+The Secret holding the webhook's serving certificate: its name differs between a certificate
+Helm makes (a Secret Helm owns) and cert-manager's (one cert-manager writes), so switching
+between them never has one delete or claim the other's.
+*/}}
+{{- define "dynamodb-source.webhookSecret" -}}
+{{- if .Values.webhook.certManager.enabled -}}
+{{- printf "%s-cert-manager-tls" (include "dynamodb-source.webhook" .) -}}
+{{- else -}}
+{{- printf "%s-tls" (include "dynamodb-source.webhook" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
 The webhook's serving certificate as YAML (ca, cert, key: base64 PEM): the one in the release's
 Secret when there is one (so an upgrade keeps it), else a new CA and a certificate it signs for
 the Service's names. Rendered the same within one run: the result is memoized in .Values.
@@ -61,7 +74,7 @@ the Service's names. Rendered the same within one run: the result is memoized in
 {{- if not (hasKey .Values.webhook "generated") -}}
 {{- $name := include "dynamodb-source.webhook" . -}}
 {{- $host := printf "%s.%s.svc" $name .Release.Namespace -}}
-{{- $secret := lookup "v1" "Secret" .Release.Namespace (printf "%s-tls" $name) -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "dynamodb-source.webhookSecret" .) -}}
 {{- $data := dig "data" dict $secret -}}
 {{- if and (hasKey $data "ca.crt") (hasKey $data "tls.crt") (hasKey $data "tls.key") -}}
 {{- $_ := set .Values.webhook "generated" (dict "ca" (index $data "ca.crt") "cert" (index $data "tls.crt") "key" (index $data "tls.key")) -}}

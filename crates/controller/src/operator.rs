@@ -90,6 +90,27 @@ fn sources_reading(
         .collect()
 }
 
+/// How long the webhook keeps answering after SIGTERM: the API server goes
+/// on calling this pod until the removal of its endpoint reaches it, and a
+/// call refused meanwhile fails a write (`failurePolicy: Fail`) or skips the
+/// check (`Ignore`). /readyz is gone by then, which hastens the removal.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
+
+async fn stop_webhook(
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    shutdown: &CancellationToken,
+) {
+    let Some(task) = task else {
+        return;
+    };
+    if shutdown.is_cancelled() {
+        tokio::time::sleep(WEBHOOK_DRAIN).await;
+    }
+    stop.cancel();
+    let _ = task.await;
+}
+
 /// Runs until `shutdown`; returns an error if leadership is lost.
 pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
@@ -110,9 +131,10 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         source,
     })?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
+    let webhook_stop = CancellationToken::new();
     let webhook_task = match &config.webhook {
         Some(settings) => {
-            let served = webhook::serve(settings, metrics.clone(), ops_stop.clone()).await;
+            let served = webhook::serve(settings, metrics.clone(), webhook_stop.clone()).await;
             let (addr, task) = match served {
                 Ok(served) => served,
                 Err(e) => {
@@ -140,9 +162,7 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         if !elector.acquire(&shutdown).await {
             ops_stop.cancel();
             let _ = ops_task.await;
-            if let Some(task) = webhook_task {
-                let _ = task.await;
-            }
+            stop_webhook(webhook_task, webhook_stop, &shutdown).await;
             return Ok(());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -226,9 +246,7 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
     }
     ops_stop.cancel();
     let _ = ops_task.await;
-    if let Some(task) = webhook_task {
-        let _ = task.await;
-    }
+    stop_webhook(webhook_task, webhook_stop, &shutdown).await;
     if leadership_lost {
         error!("lost the leader Lease");
         return Err(RunError::LeadershipLost);
