@@ -40,6 +40,10 @@ struct ControllerArgs {
     /// Required. The dynamodb-source image the adapters run.
     #[arg(long, env = "ADAPTER_IMAGE")]
     adapter_image: Option<String>,
+    /// The ClusterRole holding the shard Lease verbs, bound for each adapter in its
+    /// source's namespace [default: dynamodb-source-adapter-leases].
+    #[arg(long, env = "ADAPTER_LEASES_CLUSTER_ROLE")]
+    adapter_leases_cluster_role: Option<String>,
     /// Watch only this namespace [default: all namespaces].
     #[arg(long = "namespace", env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -106,6 +110,12 @@ fn controller_config(
     Ok((
         dynamodb_source_controller::ControllerConfig {
             adapter_image,
+            adapter_leases_role: args
+                .adapter_leases_cluster_role
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| {
+                    dynamodb_source_controller::ADAPTER_LEASES_CLUSTER_ROLE.to_owned()
+                }),
             namespace: args.watch_namespace.filter(|n| !n.is_empty()),
             metrics_addr: SocketAddr::from((
                 Ipv4Addr::UNSPECIFIED,

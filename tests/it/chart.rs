@@ -256,6 +256,7 @@ fn default_values_render_a_leader_elected_hardened_controller() {
     assert_eq!(
         names,
         [
+            "ClusterRole/dynamodb-source-adapter-leases",
             "ClusterRole/dynamodb-source-addressable-resolver",
             "ClusterRole/dynamodb-source-controller",
             "ClusterRoleBinding/dynamodb-source-addressable-resolver",
@@ -284,6 +285,10 @@ fn default_values_render_a_leader_elected_hardened_controller() {
     assert_eq!(c["args"], json!(["controller"]));
     assert_eq!(env(c, "ADAPTER_IMAGE"), Some(&json!(image)));
     assert_eq!(env(c, "LEADER_ELECT"), Some(&json!("true")));
+    assert_eq!(
+        env(c, "ADAPTER_LEASES_CLUSTER_ROLE"),
+        Some(&json!("dynamodb-source-adapter-leases"))
+    );
     assert_eq!(
         env(c, "LEASE_NAME"),
         Some(&json!("dynamodb-source-controller"))
@@ -662,7 +667,7 @@ fn the_chart_rbac_equals_config_rbac() {
         }
         config.extend(parse_yaml(&std::fs::read_to_string(&path).expect("read")));
     }
-    assert_eq!(config.len(), 7, "{:?}", kinds(&config));
+    assert_eq!(config.len(), 8, "{:?}", kinds(&config));
     let strip = |object: &Value| {
         let mut object = object.clone();
         object["metadata"].as_object_mut().unwrap().remove("labels");

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::api::{WatchEvent, WatchParams};
@@ -333,15 +333,33 @@ async fn status_lag_combines_the_summaries_of_every_replica() {
 async fn the_adapter_may_take_renew_and_release_shard_leases_in_its_namespace_only() {
     let rig = rig("leases").await;
     rig.apply_source("orders", spec()).await;
-    // The controller, with config/rbac only, could grant the Lease verbs.
-    let role = eventually("the adapter's Role", DEADLINE, async || {
-        rig.api::<Role>().get("awsdynamodbsource-orders").await.ok()
+    // The controller, with config/rbac only, binds the adapter to the Lease verbs in this
+    // namespace, through the ClusterRole that holds them; its Role has none.
+    let binding = eventually("the adapter's Lease RoleBinding", DEADLINE, async || {
+        rig.api::<RoleBinding>()
+            .get("awsdynamodbsource-orders-leases")
+            .await
+            .ok()
     })
     .await;
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("ClusterRole", "dynamodb-source-adapter-leases")
+    );
+    let role = rig
+        .api::<Role>()
+        .get("awsdynamodbsource-orders")
+        .await
+        .expect("the adapter's Role");
     assert!(
-        role.rules.iter().flatten().any(|r| {
-            r.resources.as_deref() == Some(&["leases".to_owned()][..]) && r.verbs.len() == 7
-        }),
+        !role
+            .rules
+            .iter()
+            .flatten()
+            .any(|r| r.resources.iter().flatten().any(|r| r == "leases")),
         "{role:?}"
     );
     let source = rig.sources().get("orders").await.expect("the source");
@@ -423,6 +441,21 @@ async fn the_adapter_may_take_renew_and_release_shard_leases_in_its_namespace_on
         .await
         .expect_err("listing another namespace");
     assert_eq!(api_status(&refused), Some(403));
+    // Nor does the controller hold Lease verbs anywhere but its leader Lease's namespace:
+    // it could otherwise take over any component's leader election.
+    let controller = cluster
+        .service_account(
+            crate::support::controller::NAMESPACE,
+            crate::support::controller::ACCOUNT,
+        )
+        .await;
+    for namespace in ["kube-system", rig.ns.as_str()] {
+        let refused = Api::<Lease>::namespaced(controller.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .expect_err("the controller lists no Leases");
+        assert_eq!(api_status(&refused), Some(403), "in {namespace}");
+    }
 
     // Owned by the source, the Leases go with it.
     let second = "awsdynamodbsource-orders-shard-00002";

@@ -131,18 +131,8 @@ pub(crate) fn checkpoint(source: &AWSDynamoDBSource) -> ConfigMap {
     }
 }
 
-/// What the adapter does with shard Leases: find them (list, watch), take a
-/// free or expired one (create, update), renew it (update, patch), and delete
-/// those of shards that are gone. The controller's ClusterRole holds the same
-/// verbs, as RBAC requires of whoever grants them.
-pub(crate) const LEASE_VERBS: [&str; 7] = [
-    "get", "list", "watch", "create", "update", "patch", "delete",
-];
-
-/// Exactly the checkpoint object, recording Events (on its source: the API
-/// cannot narrow `create` by name), and the shard Leases replicas share the
-/// stream by (one per shard, named by the adapter: not narrowed by name
-/// either). All in the source's namespace only: it is a Role.
+/// Exactly the checkpoint object, and recording Events (on its source: the
+/// API cannot narrow `create` by name), in the source's namespace only.
 pub(crate) fn role(source: &AWSDynamoDBSource) -> Role {
     let names = Names::of(&source.name_any());
     Role {
@@ -161,13 +151,26 @@ pub(crate) fn role(source: &AWSDynamoDBSource) -> Role {
                 verbs: ["create", "patch"].map(String::from).to_vec(),
                 ..PolicyRule::default()
             },
-            PolicyRule {
-                api_groups: Some(vec!["coordination.k8s.io".to_owned()]),
-                resources: Some(vec!["leases".to_owned()]),
-                verbs: LEASE_VERBS.map(String::from).to_vec(),
-                ..PolicyRule::default()
-            },
         ]),
+    }
+}
+
+/// The shard Leases replicas share the stream by (one per shard, named by
+/// the adapter, so not narrowed by name), in the source's
+/// namespace only: a RoleBinding to the ClusterRole `cluster_role` that holds
+/// them. Granting a Role would need the controller to hold the verbs itself,
+/// everywhere; with them, it could take over any component's leader Lease in
+/// the cluster. Binding a ClusterRole needs only `bind` on that one role.
+pub(crate) fn lease_role_binding(source: &AWSDynamoDBSource, cluster_role: &str) -> RoleBinding {
+    let names = Names::of(&source.name_any());
+    RoleBinding {
+        metadata: meta(source, &names.leases),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: cluster_role.to_owned(),
+        },
+        subjects: Some(vec![adapter_subject(source)]),
     }
 }
 
@@ -180,12 +183,17 @@ pub(crate) fn role_binding(source: &AWSDynamoDBSource) -> RoleBinding {
             kind: "Role".to_owned(),
             name: names.adapter,
         },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: service_account_name(source),
-            namespace: source.namespace(),
-            ..Subject::default()
-        }]),
+        subjects: Some(vec![adapter_subject(source)]),
+    }
+}
+
+/// The adapter's ServiceAccount, as a binding's subject.
+fn adapter_subject(source: &AWSDynamoDBSource) -> Subject {
+    Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: service_account_name(source),
+        namespace: source.namespace(),
+        ..Subject::default()
     }
 }
 
@@ -1259,30 +1267,12 @@ mod tests {
     }
 
     #[test]
-    fn the_role_grants_only_the_checkpoint_events_and_leases() {
+    fn the_role_grants_only_the_checkpoint_and_events_and_a_binding_the_leases() {
         let source = source(serde_json::json!({"arn": ARN, "sink": {"uri": "http://x/"}}));
         let built = role(&source);
         assert_eq!(built.metadata.namespace.as_deref(), Some("shop"));
         let rules = built.rules.expect("rules");
-        assert_eq!(rules.len(), 3);
-        assert_eq!(
-            (
-                rules[2].api_groups.as_deref(),
-                rules[2].resources.as_deref(),
-                rules[2].resource_names.as_ref()
-            ),
-            (
-                Some(&["coordination.k8s.io".to_owned()][..]),
-                Some(&["leases".to_owned()][..]),
-                None
-            )
-        );
-        assert_eq!(
-            rules[2].verbs,
-            [
-                "get", "list", "watch", "create", "update", "patch", "delete"
-            ]
-        );
+        assert_eq!(rules.len(), 2, "no Lease verbs in the Role: {rules:?}");
         assert_eq!(
             rules[1].resources.as_deref(),
             Some(&["events".to_owned()][..])
@@ -1297,8 +1287,19 @@ mod tests {
             Some(&["awsdynamodbsource-orders-checkpoint".to_owned()][..])
         );
         assert_eq!(rules[0].verbs, vec!["get", "update", "patch"]);
-    }
 
+        let leases = lease_role_binding(&source, "team-adapter-leases");
+        assert_eq!(
+            leases.metadata.name.as_deref(),
+            Some("awsdynamodbsource-orders-leases")
+        );
+        assert_eq!(leases.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(leases.role_ref.kind, "ClusterRole");
+        assert_eq!(leases.role_ref.name, "team-adapter-leases");
+        let subjects = leases.subjects.expect("subjects");
+        assert_eq!(subjects, role_binding(&source).subjects.expect("subjects"));
+        assert_eq!(subjects[0].name, "awsdynamodbsource-orders");
+    }
     fn template_annotation(deployment: &Deployment, name: &str) -> Option<String> {
         deployment
             .spec

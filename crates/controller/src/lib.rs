@@ -17,5 +17,6 @@ mod status;
 mod webhook;
 
 pub use leader::LeaseSettings;
+pub use names::ADAPTER_LEASES_CLUSTER_ROLE;
 pub use operator::{ControllerConfig, RunError, run};
 pub use webhook::{PATH as WEBHOOK_PATH, WebhookSettings};

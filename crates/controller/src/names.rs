@@ -7,6 +7,8 @@ pub(crate) const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub(crate) const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub(crate) const APP_NAME: &str = "awsdynamodbsource";
 pub(crate) const MANAGER: &str = "dynamodb-source-controller";
+/// The ClusterRole of the shard Lease verbs, as `config/rbac/` names it.
+pub const ADAPTER_LEASES_CLUSTER_ROLE: &str = "dynamodb-source-adapter-leases";
 
 /// Label values are at most 63 characters; longer source names keep a prefix
 /// and a hash so they stay unique.
@@ -33,6 +35,8 @@ pub(crate) struct Names {
     pub checkpoint: String,
     /// The Secret holding credentials given as literal values.
     pub credentials: String,
+    /// The RoleBinding granting the adapter the shard Lease verbs.
+    pub leases: String,
 }
 
 impl Names {
@@ -43,6 +47,7 @@ impl Names {
             service_account: adapter.clone(),
             checkpoint: format!("{adapter}-checkpoint"),
             credentials: format!("{adapter}-credentials"),
+            leases: format!("{adapter}-leases"),
             adapter,
         }
     }

@@ -33,6 +33,9 @@ use crate::webhook::{self, WebhookError, WebhookSettings};
 pub struct ControllerConfig {
     /// The image of `dynamodb-source` the adapters run.
     pub adapter_image: String,
+    /// The ClusterRole holding the shard Lease verbs, which each adapter is
+    /// bound to in its source's namespace.
+    pub adapter_leases_role: String,
     /// Watch one namespace, or all when `None`.
     pub namespace: Option<String>,
     pub metrics_addr: SocketAddr,
@@ -189,6 +192,7 @@ pub async fn run(config: ControllerConfig, shutdown: CancellationToken) -> Resul
         client: client.clone(),
         failures: Default::default(),
         adapter_image: config.adapter_image.clone(),
+        adapter_leases_role: config.adapter_leases_role.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
     });

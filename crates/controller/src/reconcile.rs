@@ -63,6 +63,8 @@ pub(crate) struct Context {
     /// Consecutive failures per source, for backoff.
     pub failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<AWSDynamoDBSource>, u32>>,
     pub adapter_image: String,
+    /// The ClusterRole of the shard Lease verbs, bound in each source's namespace.
+    pub adapter_leases_role: String,
     pub recorder: Recorder,
     pub metrics: ControllerMetrics,
 }
@@ -277,6 +279,8 @@ async fn apply_objects(
     let checkpoint = apply::<ConfigMap>(client, namespace, &builders::checkpoint(source)).await?;
     apply::<Role>(client, namespace, &builders::role(source)).await?;
     apply::<RoleBinding>(client, namespace, &builders::role_binding(source)).await?;
+    let leases = builders::lease_role_binding(source, &ctx.adapter_leases_role);
+    apply::<RoleBinding>(client, namespace, &leases).await?;
     apply::<Deployment>(client, namespace, &builders::deployment(source, resolved)).await?;
     Ok(checkpoint)
 }
