@@ -277,10 +277,12 @@ async fn apply_objects(
         apply::<ServiceAccount>(client, namespace, &account).await?;
     }
     let checkpoint = apply::<ConfigMap>(client, namespace, &builders::checkpoint(source)).await?;
-    apply::<Role>(client, namespace, &builders::role(source)).await?;
-    apply::<RoleBinding>(client, namespace, &builders::role_binding(source)).await?;
+    // The Lease binding first: an adapter Role from before it held the Lease
+    // verbs, and running adapters keep them while that Role loses them.
     let leases = builders::lease_role_binding(source, &ctx.adapter_leases_role);
     apply::<RoleBinding>(client, namespace, &leases).await?;
+    apply::<Role>(client, namespace, &builders::role(source)).await?;
+    apply::<RoleBinding>(client, namespace, &builders::role_binding(source)).await?;
     apply::<Deployment>(client, namespace, &builders::deployment(source, resolved)).await?;
     Ok(checkpoint)
 }
