@@ -429,6 +429,49 @@ fn the_webhook_serves_a_certificate_its_configuration_trusts_for_its_service() {
     );
 }
 
+/// Every object the default values render, the admission webhook's included, passes the
+/// real API server's validation and admission (a server-side dry run: nothing is stored,
+/// and no webhook configuration takes effect).
+#[test]
+fn the_default_chart_passes_the_api_server_s_validation_webhook_included() {
+    let cluster = cluster::shared();
+    crate::support::controller::install(cluster);
+    let manifests = helm_ok(
+        &[
+            "template",
+            "dynamodb-source",
+            CHART,
+            "--namespace",
+            crate::support::controller::NAMESPACE,
+        ],
+        None,
+    );
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), &manifests).expect("write the manifests");
+    let applied = cluster.kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--dry-run=server",
+        "-f",
+        file.path().to_str().expect("UTF-8"),
+    ]);
+    for object in [
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/dynamodb-source-controller-webhook-dynamodb-source",
+        "secret/dynamodb-source-controller-webhook-tls",
+        "service/dynamodb-source-controller-webhook",
+        "deployment.apps/dynamodb-source-controller",
+        "clusterrole.rbac.authorization.k8s.io/dynamodb-source-adapter-leases",
+    ] {
+        assert!(
+            applied
+                .lines()
+                .any(|l| l.starts_with(object) && l.ends_with("(server dry run)")),
+            "{object} in:\n{applied}"
+        );
+    }
+}
+
 #[test]
 fn the_webhook_follows_its_values_cert_manager_a_watched_namespace_or_none() {
     let name = "dynamodb-source-controller-webhook";
