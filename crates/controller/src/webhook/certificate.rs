@@ -14,6 +14,10 @@ use tracing::{info, warn};
 
 use super::WebhookError;
 
+/// The file names of a `kubernetes.io/tls` Secret's keys.
+const CERT_FILE: &str = "tls.crt";
+const KEY_FILE: &str = "tls.key";
+
 /// How often the certificate files are checked for a change. A mounted
 /// Secret itself is refreshed by the kubelet within about a minute.
 const RELOAD_EVERY: Duration = Duration::from_secs(30);
@@ -104,14 +108,14 @@ impl Files {
             })
         };
         Ok(Files {
-            cert: read("tls.crt")?,
-            key: read("tls.key")?,
+            cert: read(CERT_FILE)?,
+            key: read(KEY_FILE)?,
         })
     }
 
     fn certified_key(&self, dir: &Path) -> Result<CertifiedKey, WebhookError> {
-        let cert_path = dir.join("tls.crt");
-        let key_path = dir.join("tls.key");
+        let cert_path = dir.join(CERT_FILE);
+        let key_path = dir.join(KEY_FILE);
         let chain = CertificateDer::pem_slice_iter(&self.cert)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| WebhookError::Read {
@@ -156,16 +160,22 @@ mod tests {
     }
 
     fn write(dir: &Path, (cert, key): &(String, String)) {
-        std::fs::write(dir.join("tls.crt"), cert).expect("write tls.crt");
-        std::fs::write(dir.join("tls.key"), key).expect("write tls.key");
+        std::fs::write(dir.join(CERT_FILE), cert).expect("write tls.crt");
+        std::fs::write(dir.join(KEY_FILE), key).expect("write tls.key");
+    }
+
+    /// A directory holding a new certificate for `name`, loaded.
+    fn loaded(name: &str) -> (tempfile::TempDir, (String, String), Reloading) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pair = self_signed(name);
+        write(dir.path(), &pair);
+        let certificate = Reloading::load(dir.path()).expect("loads");
+        (dir, pair, certificate)
     }
 
     #[test]
     fn the_key_stays_out_of_debug_output() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pair = self_signed("webhook.a.svc");
-        write(dir.path(), &pair);
-        let certificate = Reloading::load(dir.path()).expect("loads");
+        let (_dir, pair, certificate) = loaded("webhook.a.svc");
         let shown = format!("{certificate:?}");
         let key_body = pair.1.lines().nth(1).expect("a PEM line");
         assert!(!shown.contains(key_body), "{shown}");
@@ -184,10 +194,7 @@ mod tests {
 
     #[test]
     fn a_changed_certificate_is_served_and_a_broken_one_is_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let first = self_signed("webhook.a.svc");
-        write(dir.path(), &first);
-        let certificate = Reloading::load(dir.path()).expect("loads");
+        let (dir, first, certificate) = loaded("webhook.a.svc");
         assert_eq!(served(&certificate), der(&first));
 
         let second = self_signed("webhook.b.svc");
@@ -195,12 +202,12 @@ mod tests {
         certificate.reload();
         assert_eq!(served(&certificate), der(&second), "the new one is served");
 
-        std::fs::write(dir.path().join("tls.key"), "not a key").expect("write");
+        std::fs::write(dir.path().join(KEY_FILE), "not a key").expect("write");
         certificate.reload();
         assert_eq!(served(&certificate), der(&second), "the old one is kept");
 
         // A key of another certificate: half a rotation.
-        std::fs::write(dir.path().join("tls.key"), &first.1).expect("write");
+        std::fs::write(dir.path().join(KEY_FILE), &first.1).expect("write");
         certificate.reload();
         assert_eq!(served(&certificate), der(&second), "the old one is kept");
     }
