@@ -4,7 +4,8 @@
 //! shards are read; it is bounded by records instead. A shard takes permits
 //! before GetRecords, for as many records as the call may return, gives back
 //! what the answer did not use, and holds one permit per record until the
-//! record is settled (acknowledged, dead-lettered or passed over). An idle
+//! record is settled (acknowledged, dead-lettered or passed over) and its
+//! memory freed. An idle
 //! shard therefore holds nothing but its iterator, and when the budget is
 //! spent, shards wait for permits in turn (the semaphore is fair), so none
 //! waits for long behind the others.
@@ -98,6 +99,17 @@ impl Held {
         self.release(self.count.saturating_sub(n));
     }
 
+    /// Moves up to `n` permits into a holder of their own, so they go back
+    /// with whatever that holder travels with.
+    pub fn split(&mut self, n: usize) -> Held {
+        let n = n.min(self.count);
+        self.count -= n;
+        Held {
+            permits: self.permits.clone(),
+            count: n,
+        }
+    }
+
     /// Takes over `other`'s permits.
     pub fn absorb(&mut self, mut other: Held) {
         self.count += std::mem::take(&mut other.count);
@@ -134,6 +146,11 @@ mod tests {
         window.absorb(read);
         window.release(10);
         assert_eq!(budget.available(), 80);
+        let spent = window.split(5);
+        assert_eq!((window.count(), spent.count()), (15, 5));
+        assert_eq!(budget.available(), 80, "split permits are still held");
+        drop(spent);
+        assert_eq!(budget.available(), 85);
         drop(window);
         assert_eq!(budget.available(), 100);
     }
