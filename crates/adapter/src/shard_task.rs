@@ -43,6 +43,13 @@ use crate::window::Window;
 /// It bounds how far other keys run ahead of one whose record is retried.
 const WINDOW: usize = 1000;
 
+/// Settled records go to the reading thread to be freed in groups of this
+/// many, so a busy shard wakes that thread once per group, not once per
+/// event. A smaller group goes at once when the shard has nothing in flight
+/// (no later settling would send it) or when the budget of records runs low
+/// (their permits come back only with them).
+const FREE_GROUP: usize = 32;
+
 /// Why a shard task ended.
 #[derive(Debug)]
 pub(crate) enum ShardExit {
@@ -455,7 +462,10 @@ impl Delivery {
                 }
             }
             self.shared.pool.close_idle();
-            if !self.settled.is_empty() {
+            let free_now = self.settled.len() >= FREE_GROUP
+                || sending.is_empty()
+                || self.shared.held.available() < FREE_GROUP;
+            if free_now && !self.settled.is_empty() {
                 let held = self.settled_held.split(self.settled_held.count());
                 self.shared
                     .freer
