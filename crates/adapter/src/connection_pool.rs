@@ -61,6 +61,17 @@ impl<C> ConnectionPool<C> {
         }
     }
 
+    /// A connection if one may be used now, without waiting, and without
+    /// passing anyone in the queue (permits given back go to waiters first).
+    pub(crate) fn try_take(&self, open: impl FnOnce() -> C) -> Option<Checkout<C>> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let idle = self.lock().pop_back().map(|(connections, _)| connections);
+        Some(Checkout {
+            connections: idle.unwrap_or_else(open),
+            _permit: Some(permit),
+        })
+    }
+
     /// Returns a connection for the next send to use, and closes those
     /// left unused for too long.
     pub(crate) fn give_back(&self, checkout: Checkout<C>) {
@@ -117,6 +128,22 @@ mod tests {
             "a",
             "the most recently used first"
         );
+    }
+
+    #[tokio::test]
+    async fn taking_without_waiting_never_passes_a_shard_in_the_queue() {
+        let pool = ConnectionPool::new(1);
+        let first = pool.try_take(|| "a").expect("a free connection is taken at once");
+        assert!(pool.try_take(|| "b").is_none(), "none is free");
+        let waiting = pool.take(|| "c");
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        pool.give_back(first);
+        assert!(
+            pool.try_take(|| "d").is_none(),
+            "the connection given back is the waiting shard's"
+        );
+        assert_eq!(waiting.await.connections, "a");
     }
 
     #[test]
