@@ -133,7 +133,9 @@ mod tests {
     #[tokio::test]
     async fn taking_without_waiting_never_passes_a_shard_in_the_queue() {
         let pool = ConnectionPool::new(1);
-        let first = pool.try_take(|| "a").expect("a free connection is taken at once");
+        let first = pool
+            .try_take(|| "a")
+            .expect("a free connection is taken at once");
         assert!(pool.try_take(|| "b").is_none(), "none is free");
         let waiting = pool.take(|| "c");
         tokio::pin!(waiting);

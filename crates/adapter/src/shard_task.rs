@@ -497,7 +497,11 @@ impl Delivery {
                     }
                 }
             }
-            self.shared.pool.close_idle();
+            // Sends close idle connections as they give theirs back; a shard
+            // with none in flight does it for a pool nobody sends on.
+            if sending.is_empty() {
+                self.shared.pool.close_idle();
+            }
             let free_now = self.settled.len() >= FREE_GROUP
                 || sending.is_empty()
                 || self.shared.held.available() < FREE_GROUP;

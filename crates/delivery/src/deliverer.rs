@@ -13,8 +13,7 @@ use tracing::{debug, error, warn};
 use crate::binary::EncodeError;
 use crate::connection::Connection;
 use crate::metrics::{
-    AttemptLabels, AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
-    StatusLabel,
+    AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
 };
 use crate::policy::DeliveryPolicy;
 use crate::sink::{Attempt, Encoded, Sink};
@@ -132,13 +131,7 @@ impl Deliverer {
             Attempt::Retryable { status, .. } => (AttemptOutcome::Retryable, *status),
             Attempt::Rejected { status, .. } => (AttemptOutcome::Rejected, Some(*status)),
         };
-        self.metrics
-            .attempts
-            .get_or_create(&AttemptLabels {
-                outcome,
-                code: StatusLabel(code),
-            })
-            .inc();
+        self.metrics.attempt(outcome, code);
     }
 
     /// Encodes `event` for the sink, once: retries resend the same request.

@@ -1,6 +1,8 @@
 //! What delivery counts: events by final result, attempts by outcome,
 //! dead letters by reason, and how long delivery takes.
 
+use std::sync::{Arc, OnceLock};
+
 use dynamodb_source_stream::label_enum;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -84,6 +86,27 @@ pub struct DeliveryMetrics {
     pub latency: Histogram,
     /// Events sent and not yet acknowledged or dead-lettered, all shards together.
     pub in_flight: Gauge,
+    /// The series every delivered event counts in, found once: a family
+    /// looks a series up under a lock, by hashing its labels, at every use.
+    hot: Arc<HotSeries>,
+}
+
+/// Series of [`DeliveryMetrics`]' families, each made on its first use, so
+/// a series appears when it first counts, as with the family alone.
+#[derive(Debug)]
+struct HotSeries {
+    delivered: OnceLock<Counter>,
+    /// Attempts acknowledged, by status code from 200 to 299.
+    acknowledged: [OnceLock<Counter>; 100],
+}
+
+impl Default for HotSeries {
+    fn default() -> Self {
+        HotSeries {
+            delivered: OnceLock::new(),
+            acknowledged: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
 }
 
 impl Default for DeliveryMetrics {
@@ -97,6 +120,7 @@ impl Default for DeliveryMetrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0, 60.0, 300.0,
             ]),
+            hot: Arc::default(),
         }
     }
 }
@@ -131,6 +155,74 @@ impl DeliveryMetrics {
     }
 
     pub fn event(&self, result: EventResult) {
-        self.events.get_or_create(&ResultLabels { result }).inc();
+        match result {
+            EventResult::Delivered => self
+                .hot
+                .delivered
+                .get_or_init(|| self.events.get_or_create(&ResultLabels { result }).clone())
+                .inc(),
+            _ => self.events.get_or_create(&ResultLabels { result }).inc(),
+        };
+    }
+
+    /// Counts an attempt.
+    pub fn attempt(&self, outcome: AttemptOutcome, code: Option<u16>) {
+        let labels = || AttemptLabels {
+            outcome,
+            code: StatusLabel(code),
+        };
+        let hot = match (outcome, code) {
+            (AttemptOutcome::Acknowledged, Some(code)) => code
+                .checked_sub(200)
+                .and_then(|i| self.hot.acknowledged.get(usize::from(i))),
+            _ => None,
+        };
+        match hot {
+            Some(series) => series
+                .get_or_init(|| self.attempts.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.attempts.get_or_create(&labels()).inc(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(metrics: &DeliveryMetrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn series_found_once_count_in_the_families_and_appear_on_first_use() {
+        let metrics = DeliveryMetrics::default();
+        let before = exposition(&metrics);
+        assert!(!before.contains("result=\"delivered\""), "{before}");
+        assert!(!before.contains("outcome=\"acknowledged\""), "{before}");
+        let other = metrics.clone();
+        metrics.event(EventResult::Delivered);
+        other.event(EventResult::Delivered);
+        metrics.event(EventResult::Filtered);
+        metrics.attempt(AttemptOutcome::Acknowledged, Some(202));
+        other.attempt(AttemptOutcome::Acknowledged, Some(202));
+        metrics.attempt(AttemptOutcome::Acknowledged, Some(200));
+        metrics.attempt(AttemptOutcome::Acknowledged, Some(302));
+        metrics.attempt(AttemptOutcome::Retryable, None);
+        let text = exposition(&metrics);
+        for line in [
+            "dynamodb_source_events_total{result=\"delivered\"} 2",
+            "dynamodb_source_events_total{result=\"filtered\"} 1",
+            "dynamodb_source_delivery_attempts_total{outcome=\"acknowledged\",code=\"202\"} 2",
+            "dynamodb_source_delivery_attempts_total{outcome=\"acknowledged\",code=\"200\"} 1",
+            "dynamodb_source_delivery_attempts_total{outcome=\"acknowledged\",code=\"302\"} 1",
+            "dynamodb_source_delivery_attempts_total{outcome=\"retryable\",code=\"none\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -167,10 +167,17 @@ impl Checkpoint {
     /// Never moves backwards and never reopens a finished shard: a late update
     /// from a task that was stopped must not undo progress.
     pub fn advance(&mut self, shard: &ShardId, sequence_number: &SequenceNumber) {
-        match self.shards.get(shard) {
+        // In place: this runs once per delivery round of every shard, and
+        // a new entry would allocate and free a shard id and a number each time.
+        match self.shards.get_mut(shard) {
             Some(ShardProgress::Finished) => {}
-            Some(ShardProgress::After(current)) if current >= sequence_number => {}
-            _ => {
+            Some(ShardProgress::After(current)) => {
+                if *current < *sequence_number {
+                    current.clone_from(sequence_number);
+                }
+            }
+            Some(other) => *other = ShardProgress::After(sequence_number.clone()),
+            None => {
                 self.shards
                     .insert(shard.clone(), ShardProgress::After(sequence_number.clone()));
             }

@@ -34,9 +34,20 @@ impl fmt::Display for ShardId {
 /// text is kept as the API sent it, to be sent back. Deserialising checks the
 /// text as [`SequenceNumber::parse`] does, so a checkpoint with anything but
 /// digits in a sequence number is refused rather than trusted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SequenceNumber(#[serde(deserialize_with = "digits")] String);
+
+impl Clone for SequenceNumber {
+    fn clone(&self) -> Self {
+        SequenceNumber(self.0.clone())
+    }
+
+    /// Reuses the text's buffer: a checkpoint moves once per delivery round.
+    fn clone_from(&mut self, source: &Self) {
+        self.0.clone_from(&source.0);
+    }
+}
 
 fn digits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let text = String::deserialize(deserializer)?;
