@@ -64,7 +64,7 @@ const PADDING: usize = 200;
 /// to the sink, one per event in flight, all shards together.
 const PARALLELISM: usize = 20;
 const RECORDS_HELD: usize = 2000;
-const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS: usize = 128;
 /// A latency scenario's records by default: this long at its ceiling.
 const LATENCY_RUN: Duration = Duration::from_secs(10);
 

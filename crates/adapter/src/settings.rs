@@ -24,7 +24,7 @@ pub(crate) const DEFAULT_PARALLELISM: usize = 20;
 /// The most `DELIVERY_PARALLELISM` accepts, as the CRD does.
 pub(crate) const MAX_PARALLELISM: usize = 1000;
 /// The most `DELIVERY_MAX_CONNECTIONS` accepts: beyond it, file descriptors
-/// and buffers (about 28 KB a connection) outweigh what more in flight gives.
+/// and buffers (about 50 KB a connection) outweigh what more in flight gives.
 const MAX_CONNECTIONS: usize = 10_000;
 
 /// One setting that is missing or malformed.

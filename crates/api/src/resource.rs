@@ -427,7 +427,7 @@ pub struct DeliverySpec {
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: Option<i32>,
     /// The most connections to the sink, and so events in flight, all shards together (default
-    /// 256). Shards take turns for them. Each takes about 28 KB of the adapter's memory and a
+    /// 128). Shards take turns for them. Each takes about 50 KB of the adapter's memory and a
     /// file descriptor; raise it for a slow sink and a table with many shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
