@@ -94,14 +94,14 @@ pub(crate) struct Shared {
 /// inside malloc and free; BENCHMARKS.md). Records once went back to their
 /// own shard's reading task in groups of 64, freed only between two reads,
 /// which kept up to 64 delivered events per shard alive outside the records
-/// budget; now each delivery round hands what it settled to one task on the
-/// reading thread that frees it at once.
+/// budget; now each shard hands what it settled, in groups of
+/// [`FREE_GROUP`], to one task on the reading thread that frees it at once.
 ///
 /// The records' permits travel with them and go back only once they are
 /// freed. Released at settling instead, they let the reading thread read on
 /// while its own freeing task, one among hundreds of shard readers, fell
 /// behind: with 300 shards the queue held tens of thousands of delivered
-/// events and peak RSS was 70-80 MiB against a budget of 2,000 records.
+/// events and peak RSS was 79-83 MiB against a budget of 2,000 records.
 #[derive(Clone)]
 pub(crate) struct Freer(mpsc::UnboundedSender<Spent>);
 
@@ -440,7 +440,7 @@ impl Delivery {
         // A send starts only once it has a connection, and a shard waits for
         // one connection at a time: with every send of every shard waiting
         // in the pool's queue, 300 shards parked about 6,000 sends of some
-        // 700 bytes each behind the 256 connections (4 MB of the heap).
+        // 700 bytes each behind the pool's 256 connections (4 MB of the heap).
         let mut connecting: Option<Connecting> = None;
         let mut checkout: Option<Checkout<Connections>> = None;
         let mut ending = Ending::Reading;
