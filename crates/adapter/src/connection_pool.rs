@@ -4,8 +4,8 @@
 //! Each send holds one connection (HTTP/1.1 carries one request at a time),
 //! so the bound is also the most events in flight across all shards. Shards
 //! once kept connections of their own, up to their parallelism each: 300
-//! shards opened 6,000 connections to one sink, and their buffers (about
-//! 28 KB each, most of it hyper's read and write buffers) were nearly all of
+//! shards opened 6,000 connections to one sink, and their buffers (28 KB
+//! each as measured then, about 50 KB since; see below) were nearly all of
 //! the adapter's memory. Sharing them lets a busy shard use what idle ones
 //! do not, and the bound keeps memory and the sink's connection count
 //! independent of how many shards the table has.
@@ -85,9 +85,10 @@ impl<C> ConnectionPool<C> {
         expire(&mut idle, now);
     }
 
-    /// Closes connections unused for too long. Deliveries call it as they
-    /// go, and idle shards are woken at least once per idle poll, so a pool
-    /// nobody sends on still closes its connections.
+    /// Closes connections unused for too long. Shards with nothing in
+    /// flight call it, and idle shards are woken at least once per idle
+    /// poll, so a pool nobody sends on still closes its connections (sends
+    /// close them as they give theirs back).
     pub(crate) fn close_idle(&self) {
         expire(&mut self.lock(), Instant::now());
     }

@@ -45,10 +45,14 @@ const WINDOW: usize = 1000;
 
 /// Settled records go to the reading thread to be freed in groups of this
 /// many, so a busy shard wakes that thread once per group, not once per
-/// event. A smaller group goes at once when the shard has nothing in flight
-/// (no later settling would send it) or when the budget of records runs low
-/// (their permits come back only with them).
+/// event. Their permits come back only with them, so a smaller group goes
+/// when the shard has nothing in flight, when the budget of records runs
+/// low, or [`FREE_WAIT`] after its first record settled: sends that are
+/// slow, or paused by a sink's `Retry-After`, must not keep a group's
+/// permits from the other shards.
 const FREE_GROUP: usize = 32;
+/// The longest a settled record waits for its group to fill.
+const FREE_WAIT: Duration = Duration::from_millis(10);
 
 /// Why a shard task ended.
 #[derive(Debug)]
@@ -408,7 +412,7 @@ struct Delivery {
     /// Permits of the records in the window.
     held: Held,
     pacing: Arc<Pacing>,
-    /// Records settled in this round, to be freed on the reading thread.
+    /// Records whose sends ended, to be freed on the reading thread.
     settled: Vec<Work>,
     /// The permits of `settled`'s acknowledged and dead-lettered records.
     settled_held: Held,
@@ -440,13 +444,19 @@ impl Delivery {
         // A send starts only once it has a connection, and a shard waits for
         // one connection at a time: with every send of every shard waiting
         // in the pool's queue, 300 shards parked about 6,000 sends of some
-        // 700 bytes each behind the pool's 256 connections (4 MB of the heap).
+        // 700 bytes each behind the pool's connections (4 MB of the heap).
         let mut connecting: Option<Connecting> = None;
         let mut checkout: Option<Checkout<Connections>> = None;
+        // When the group of settled records goes at the latest ([`FREE_WAIT`]).
+        let free_by = tokio::time::sleep(FREE_WAIT);
+        tokio::pin!(free_by);
+        let mut free_armed = false;
         let mut ending = Ending::Reading;
         let mut stopping = false;
         loop {
             let paced = self.pacing.held_until();
+            // Shutdown may have come while this round's sends finished.
+            stopping |= self.cancel.is_cancelled();
             if !stopping && paced.is_none() {
                 while sending.len() < self.shared.parallelism && window.has_ready() {
                     let Some(connection) = checkout.take().or_else(|| {
@@ -479,6 +489,18 @@ impl Delivery {
                 self.shared.progress.advance(&self.shard, &sequence);
                 self.shared.progress.commit();
             }
+            if self.settled.len() >= FREE_GROUP
+                || sending.is_empty()
+                || self.shared.held.available() < FREE_GROUP
+            {
+                self.free_settled();
+                free_armed = false;
+            } else if !self.settled.is_empty() && !free_armed {
+                free_by
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + FREE_WAIT);
+                free_armed = true;
+            }
             if sending.is_empty() {
                 if stopping {
                     self.shared.progress.commit();
@@ -502,15 +524,6 @@ impl Delivery {
             if sending.is_empty() {
                 self.shared.pool.close_idle();
             }
-            let free_now = self.settled.len() >= FREE_GROUP
-                || sending.is_empty()
-                || self.shared.held.available() < FREE_GROUP;
-            if free_now && !self.settled.is_empty() {
-                let held = self.settled_held.split(self.settled_held.count());
-                self.shared
-                    .freer
-                    .free(std::mem::take(&mut self.settled), held);
-            }
             let room = matches!(ending, Ending::Reading) && !stopping && window.len() < WINDOW;
             let wait_pacing = paced.filter(|_| window.has_ready() && !stopping);
             tokio::select! {
@@ -521,6 +534,10 @@ impl Delivery {
                 connection = connected(&mut connecting), if connecting.is_some() => {
                     connecting = None;
                     checkout = Some(connection);
+                }
+                () = &mut free_by, if free_armed => {
+                    self.free_settled();
+                    free_armed = false;
                 }
                 batch = ready.recv(), if room => match batch {
                     Some(Ok(batch)) => {
@@ -580,6 +597,16 @@ impl Delivery {
             }
         }
         self.held.release(settled);
+    }
+
+    /// Hands the settled records, with their permits, to the reading thread.
+    fn free_settled(&mut self) {
+        if !self.settled.is_empty() {
+            let held = self.settled_held.split(self.settled_held.count());
+            self.shared
+                .freer
+                .free(std::mem::take(&mut self.settled), held);
+        }
     }
 
     /// Waits in the pool's queue for a connection.

@@ -5,10 +5,9 @@
 //! before GetRecords, for as many records as the call may return, gives back
 //! what the answer did not use, and holds one permit per record until the
 //! record is settled (acknowledged, dead-lettered or passed over) and its
-//! memory freed. An idle
-//! shard therefore holds nothing but its iterator, and when the budget is
-//! spent, shards wait for permits in turn (the semaphore is fair), so none
-//! waits for long behind the others.
+//! memory freed. An idle shard therefore holds nothing but its iterator, and
+//! when the budget is spent, shards wait for permits in turn (the semaphore
+//! is fair), so none waits for long behind the others.
 
 use std::sync::Arc;
 
