@@ -58,22 +58,27 @@ impl<C> ConnectionPool<C> {
     /// one from `open` (which connects on its first request).
     pub(crate) async fn take(&self, open: impl FnOnce() -> C) -> Checkout<C> {
         let permit = self.permits.clone().acquire_owned().await.ok();
-        let idle = self.lock().pop_back().map(|(connections, _)| connections);
-        Checkout {
-            connections: idle.unwrap_or_else(open),
-            _permit: permit,
-        }
+        self.checkout(permit, open)
     }
 
     /// A connection if one may be used now, without waiting, and without
     /// passing anyone in the queue (permits given back go to waiters first).
     pub(crate) fn try_take(&self, open: impl FnOnce() -> C) -> Option<Checkout<C>> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.checkout(Some(permit), open))
+    }
+
+    /// The most recently used idle connection, or a new one, under `permit`.
+    fn checkout(
+        &self,
+        permit: Option<OwnedSemaphorePermit>,
+        open: impl FnOnce() -> C,
+    ) -> Checkout<C> {
         let idle = self.lock().pop_back().map(|(connections, _)| connections);
-        Some(Checkout {
+        Checkout {
             connections: idle.unwrap_or_else(open),
-            _permit: Some(permit),
-        })
+            _permit: permit,
+        }
     }
 
     /// Returns a connection for the next send to use, and closes those

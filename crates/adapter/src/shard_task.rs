@@ -473,17 +473,13 @@ impl Delivery {
                     };
                     sending.push(self.start(index, item, connection));
                 }
-                // Not needed after all: it goes back for others to use.
-                if let Some(connection) = checkout.take() {
-                    self.shared.pool.give_back(connection);
-                }
             } else {
-                // Paused or stopping: the place in the queue goes, and a
-                // connection taken meanwhile goes back for others to use.
+                // Paused or stopping: the place in the queue goes.
                 connecting = None;
-                if let Some(connection) = checkout.take() {
-                    self.shared.pool.give_back(connection);
-                }
+            }
+            // A connection this round did not use goes back for others.
+            if let Some(connection) = checkout.take() {
+                self.shared.pool.give_back(connection);
             }
             if let Some(sequence) = window.advance() {
                 self.shared.progress.advance(&self.shard, &sequence);
