@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cloudevents::AttributesReader;
 use dynamodb_source_api::{EventNameFilter, FilterPatterns, StreamArn};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
@@ -178,9 +177,10 @@ pub(crate) enum Work {
     Malformed(Box<MalformedRecord>),
 }
 
-/// The key of a record's item, from its rendered `subject` (the item key);
-/// records without one share a key, so they keep their order too.
-fn key_of(subject: Option<&str>) -> u64 {
+/// The key of a record's item, from its `subject` as its request carries it
+/// (the rendered item key); records without one share a key, so they keep
+/// their order too.
+fn key_of(subject: Option<&[u8]>) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     subject.hash(&mut hasher);
     hasher.finish()
@@ -253,11 +253,14 @@ impl Ready {
                             taken: Taken::Filtered,
                         }
                     } else {
-                        match shared.factory.build(&record, stream) {
-                            Ok(event) => Entry {
+                        match shared
+                            .deliverer
+                            .prepare_record(&shared.factory, &record, stream)
+                        {
+                            Ok(prepared) => Entry {
                                 sequence: Some(record.sequence_number),
-                                key: Some(key_of(event.subject())),
-                                taken: Taken::Deliver(Work::Send(shared.deliverer.prepare(event))),
+                                key: Some(key_of(prepared.subject())),
+                                taken: Taken::Deliver(Work::Send(prepared)),
                             },
                             Err(error) => Entry {
                                 sequence: Some(record.sequence_number.clone()),
@@ -707,9 +710,15 @@ mod tests {
 
     #[test]
     fn records_of_one_item_share_a_key_and_others_do_not() {
-        assert_eq!(key_of(Some("pk=1")), key_of(Some("pk=1")));
-        assert_ne!(key_of(Some("pk=1")), key_of(Some("pk=2")));
-        assert_ne!(key_of(None), key_of(Some("")));
+        assert_eq!(
+            key_of(Some(b"pk=1".as_slice())),
+            key_of(Some(b"pk=1".as_slice()))
+        );
+        assert_ne!(
+            key_of(Some(b"pk=1".as_slice())),
+            key_of(Some(b"pk=2".as_slice()))
+        );
+        assert_ne!(key_of(None), key_of(Some(b"".as_slice())));
     }
 
     #[test]

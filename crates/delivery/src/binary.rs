@@ -4,9 +4,11 @@
 //! The official SDK's HTTP binding writes the same headers (a test holds the
 //! two to each other) but allocates a name and a value for every header, and
 //! its request is copied for every attempt. Here all values of an event share
-//! one buffer, so building them costs one allocation and copying them for an
-//! attempt none, and header names are made once per source (BENCHMARKS.md
-//! has what that saved).
+//! one buffer ([`Values`]), so building them costs one allocation and copying
+//! them for an attempt none, and header names are made once per source
+//! (BENCHMARKS.md has what that saved). A stream record's event is written
+//! straight from the record ([`crate::EventFactory::binary`]); [`encode`]
+//! writes any other [`Event`] (dead letters, malformed records).
 //!
 //! Values the SDK cannot write at all, those with characters outside
 //! printable ASCII (an item key in another script, say), are percent-encoded
@@ -15,8 +17,7 @@
 //! original source used) write it, so receivers see unchanged headers.
 
 use std::collections::HashMap;
-use std::fmt::Display;
-use std::io::Write;
+use std::fmt::{Display, Write};
 use std::ops::Range;
 use std::sync::RwLock;
 
@@ -25,13 +26,97 @@ use cloudevents::Event;
 use cloudevents::event::Data;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-static SPEC_VERSION: HeaderName = HeaderName::from_static("ce-specversion");
-static ID: HeaderName = HeaderName::from_static("ce-id");
-static TYPE: HeaderName = HeaderName::from_static("ce-type");
-static SOURCE: HeaderName = HeaderName::from_static("ce-source");
+pub(crate) static SPEC_VERSION: HeaderName = HeaderName::from_static("ce-specversion");
+pub(crate) static ID: HeaderName = HeaderName::from_static("ce-id");
+pub(crate) static TYPE: HeaderName = HeaderName::from_static("ce-type");
+pub(crate) static SOURCE: HeaderName = HeaderName::from_static("ce-source");
 static DATA_SCHEMA: HeaderName = HeaderName::from_static("ce-dataschema");
-static SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
-static TIME: HeaderName = HeaderName::from_static("ce-time");
+pub(crate) static SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
+pub(crate) static TIME: HeaderName = HeaderName::from_static("ce-time");
+
+/// The value of `ce-specversion`: this product writes CloudEvents 1.0.
+pub(crate) static V1_0: HeaderValue = HeaderValue::from_static("1.0");
+/// The `Content-Type` of every event made from a record.
+pub(crate) static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The header of an extension attribute, e.g. `ce-sequence`.
+pub(crate) fn extension_header(
+    extension: &str,
+) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    HeaderName::try_from(format!("ce-{extension}"))
+}
+
+/// A header value of text known before any event (a source, an override),
+/// written as [`Values::text`] writes it.
+pub(crate) fn text_value(text: &str) -> HeaderValue {
+    let mut values = Values::with_capacity(text.len());
+    let range = values.text(text);
+    let bytes = values.finish();
+    // `Values` holds printable ASCII only, which every header value may hold.
+    HeaderValue::from_maybe_shared(bytes.slice(range))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The values of one event's headers, written one after another into one
+/// buffer, each checked as it is written: anything outside printable ASCII is
+/// percent-encoded, so every value it holds can be a header value.
+pub(crate) struct Values(String);
+
+impl Values {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Values(String::with_capacity(capacity))
+    }
+
+    /// Appends `text`; returns where it went.
+    pub(crate) fn text(&mut self, text: &str) -> Range<usize> {
+        self.write(|out| out.push_str(text))
+    }
+
+    /// Appends what `write` writes; returns where it went.
+    pub(crate) fn write(&mut self, write: impl FnOnce(&mut String)) -> Range<usize> {
+        let start = self.0.len();
+        write(&mut self.0);
+        if !self.0.as_bytes()[start..]
+            .iter()
+            .all(|&byte| printable(byte))
+        {
+            let written = self.0.split_off(start);
+            for byte in written.bytes() {
+                if printable(byte) {
+                    self.0.push(char::from(byte));
+                } else {
+                    // Writing to a String cannot fail.
+                    let _ = write!(self.0, "%{byte:02X}");
+                }
+            }
+        }
+        start..self.0.len()
+    }
+
+    /// Appends `value` as the SDK renders it as text.
+    fn display(&mut self, value: &dyn Display) -> Range<usize> {
+        // Writing to a String cannot fail.
+        self.write(|out| {
+            let _ = write!(out, "{value}");
+        })
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        Bytes::from(self.0)
+    }
+}
+
+/// The header value of `range` of `values` (written by [`Values`]).
+pub(crate) fn value_at(
+    values: &Bytes,
+    range: Range<usize>,
+    name: &HeaderName,
+) -> Result<HeaderValue, EncodeError> {
+    HeaderValue::from_maybe_shared(values.slice(range)).map_err(|source| EncodeError::HeaderValue {
+        name: name.clone(),
+        source,
+    })
+}
 
 /// Headers of extension attributes, made on first use: a source's events
 /// carry the same few extensions.
@@ -45,11 +130,9 @@ impl ExtensionHeaders {
             return Ok(name.clone());
         }
         drop(known);
-        let name = HeaderName::try_from(format!("ce-{extension}")).map_err(|source| {
-            EncodeError::ExtensionName {
-                extension: extension.to_owned(),
-                source,
-            }
+        let name = extension_header(extension).map_err(|source| EncodeError::ExtensionName {
+            extension: extension.to_owned(),
+            source,
         })?;
         self.0
             .write()
@@ -79,24 +162,6 @@ fn printable(byte: u8) -> bool {
     byte == b'\t' || (0x20..0x7f).contains(&byte)
 }
 
-/// Appends `value` as the SDK renders it as text, any byte outside
-/// [`printable`] percent-encoded; returns where it went.
-fn push(out: &mut Vec<u8>, value: &dyn Display) -> Range<usize> {
-    let start = out.len();
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{value}");
-    if !out[start..].iter().all(|&byte| printable(byte)) {
-        for byte in out.split_off(start) {
-            if printable(byte) {
-                out.push(byte);
-            } else {
-                let _ = write!(out, "%{byte:02X}");
-            }
-        }
-    }
-    start..out.len()
-}
-
 /// Why an event cannot be written as an HTTP request.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -118,28 +183,44 @@ pub enum EncodeError {
     Data(#[source] serde_json::Error),
 }
 
-/// Encodes `event` as binary-mode headers and body.
+/// An event in binary content mode: its headers and its body.
+#[derive(Debug)]
+pub struct BinaryEvent {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl BinaryEvent {
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// Encodes `event` as binary-mode headers and body, with room for `room`
+/// more headers.
 pub(crate) fn encode(
     mut event: Event,
     extensions: &ExtensionHeaders,
-) -> Result<(HeaderMap, Bytes), EncodeError> {
-    let mut values = Vec::with_capacity(512);
+    room: usize,
+) -> Result<BinaryEvent, EncodeError> {
+    let mut values = Values::with_capacity(512);
     let mut fields: Vec<(HeaderName, Range<usize>)> = Vec::with_capacity(12);
     for (name, value) in event.iter_attributes() {
         let header =
             attribute_header(name).ok_or_else(|| EncodeError::UnknownAttribute(name.to_owned()))?;
-        fields.push((header.clone(), push(&mut values, &value)));
+        fields.push((header.clone(), values.display(&value)));
     }
     for (name, value) in event.iter_extensions() {
-        fields.push((extensions.get(name)?, push(&mut values, value)));
+        fields.push((extensions.get(name)?, values.display(value)));
     }
-    let values = Bytes::from(values);
-    let mut headers = HeaderMap::with_capacity(fields.len() + 2);
+    let values = values.finish();
+    let mut headers = HeaderMap::with_capacity(fields.len() + room);
     for (name, range) in fields {
-        let value = match HeaderValue::from_maybe_shared(values.slice(range)) {
-            Ok(value) => value,
-            Err(source) => return Err(EncodeError::HeaderValue { name, source }),
-        };
+        let value = value_at(&values, range, &name)?;
         headers.insert(name, value);
     }
     let body = match event.take_data().2 {
@@ -150,7 +231,7 @@ pub(crate) fn encode(
         }
         None => Bytes::new(),
     };
-    Ok((headers, body))
+    Ok(BinaryEvent { headers, body })
 }
 
 #[cfg(test)]
@@ -167,7 +248,8 @@ mod tests {
     }
 
     fn ours(event: Event) -> (Vec<(String, Vec<u8>)>, Bytes) {
-        let (headers, body) = encode(event, &ExtensionHeaders::default()).expect("encoded");
+        let BinaryEvent { headers, body } =
+            encode(event, &ExtensionHeaders::default(), 0).expect("encoded");
         (sorted(&headers), body)
     }
 
@@ -249,7 +331,9 @@ mod tests {
             http::Request::<Option<Bytes>>::try_from(event.clone()).is_err(),
             "the SDK cannot send it"
         );
-        let (headers, _) = encode(event, &ExtensionHeaders::default()).expect("encoded");
+        let headers = encode(event, &ExtensionHeaders::default(), 0)
+            .expect("encoded")
+            .headers;
         assert_eq!(headers["ce-subject"], "pk=Jos%C3%A9");
         assert_eq!(headers["ce-partitionkey"], "pk=%E6%9D%B1%E4%BA%AC%07");
     }
@@ -258,7 +342,7 @@ mod tests {
     fn extension_names_that_are_not_header_names_are_an_error() {
         let mut event = Event::default();
         event.set_extension("bad name", "x");
-        let error = encode(event, &ExtensionHeaders::default()).expect_err("refused");
+        let error = encode(event, &ExtensionHeaders::default(), 0).expect_err("refused");
         assert!(error.to_string().contains("bad name"), "{error}");
     }
 }

@@ -10,14 +10,16 @@ use cloudevents::{AttributesReader, Event};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::binary::EncodeError;
+use crate::binary::{self, EncodeError};
 use crate::connection::Connection;
+use crate::event::{EventError, EventFactory};
 use crate::metrics::{
     AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
 };
 use crate::policy::DeliveryPolicy;
 use crate::sink::{Attempt, Encoded, Sink};
-use dynamodb_source_api::Report;
+use dynamodb_source_api::{Report, StreamArn};
+use dynamodb_source_stream::StreamRecord;
 
 /// How an event left the adapter's hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +42,41 @@ struct Failure {
 /// acknowledgement and the next request.
 #[derive(Debug)]
 pub struct Prepared {
-    id: String,
-    request: Result<Encoded, EncodeError>,
+    request: Result<Encoded, Unencodable>,
     /// The event itself, kept only when a dead-letter sink may need it;
     /// boxed, as it is larger than the rest and every held record would
     /// carry the room for it.
     spare: Option<Box<Event>>,
     /// When the record was written (the event's `time`), for the record-age limit.
     created: Option<SystemTime>,
+}
+
+/// An event that cannot be written as a request, and which one it was.
+#[derive(Debug)]
+struct Unencodable {
+    id: String,
+    error: EncodeError,
+}
+
+impl Prepared {
+    /// The event's id, for logs.
+    fn id(&self) -> &str {
+        match &self.request {
+            Ok(encoded) => encoded
+                .headers()
+                .get(&binary::ID)
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or_default(),
+            Err(unencodable) => &unencodable.id,
+        }
+    }
+
+    /// The event's subject as written in its request: the item key, for
+    /// events made from records.
+    pub fn subject(&self) -> Option<&[u8]> {
+        let encoded = self.request.as_ref().ok()?;
+        Some(encoded.headers().get(&binary::SUBJECT)?.as_bytes())
+    }
 }
 
 /// A pause the sink asked a whole shard for: a `Retry-After` on one event's
@@ -141,11 +170,36 @@ impl Deliverer {
         // Only a dead-letter sink needs the event again after encoding.
         let spare = self.dead_letter.as_ref().map(|_| Box::new(event.clone()));
         Prepared {
-            id,
-            request: self.sink.prepare(event),
+            request: self
+                .sink
+                .prepare(event)
+                .map_err(|error| Unencodable { id, error }),
             spare,
             created,
         }
+    }
+
+    /// Encodes the event of `record` for the sink, once, straight from the
+    /// record ([`EventFactory::binary`]). With a dead-letter sink the event is
+    /// also built as a CloudEvent, which a dead letter carries.
+    pub fn prepare_record(
+        &self,
+        factory: &EventFactory,
+        record: &StreamRecord,
+        stream: &StreamArn,
+    ) -> Result<Prepared, EventError> {
+        let event = factory.binary(record, stream, self.sink.headers_added())?;
+        let spare = match self.dead_letter {
+            Some(_) => Some(Box::new(factory.build(record, stream)?)),
+            None => None,
+        };
+        Ok(Prepared {
+            request: Ok(self.sink.request(event)),
+            spare,
+            created: record
+                .approximate_creation
+                .and_then(|t| SystemTime::try_from(t).ok()),
+        })
     }
 
     /// Delivers a prepared event to the sink, or to the dead-letter sink when
@@ -163,15 +217,15 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
+        let id = prepared.id();
         let Prepared {
-            id,
             request,
             spare,
             created,
         } = prepared;
         let request = match request {
             Ok(request) => request,
-            Err(error) => {
+            Err(Unencodable { error, .. }) => {
                 let reason = Report(error).to_string();
                 error!(%id, %reason, "the event cannot be sent");
                 return match spare {

@@ -20,28 +20,34 @@ fn escape(text: &str, out: &mut String) {
     }
 }
 
-fn scalar(value: &AttributeValue) -> String {
+/// Appends one key attribute's value, escaped.
+fn scalar(value: &AttributeValue, out: &mut String) {
     match value {
-        AttributeValue::S(s) | AttributeValue::N(s) => s.clone(),
-        AttributeValue::B(b) => STANDARD.encode(b),
+        AttributeValue::S(s) | AttributeValue::N(s) => escape(s, out),
+        AttributeValue::B(b) => escape(&STANDARD.encode(b), out),
         // Key attributes are always S, N or B; anything else still renders
         // deterministically rather than failing the event.
-        other => crate::format::typed_json(other),
+        other => escape(&crate::format::typed_json(other), out),
     }
 }
 
 /// Renders a record's key, e.g. `pk=user%2C1,sk=42`.
 pub(crate) fn render(keys: &Item) -> String {
     let mut out = String::new();
+    render_into(keys, &mut out);
+    out
+}
+
+/// Appends a record's key to `out`, as [`render`] renders it.
+pub(crate) fn render_into(keys: &Item, out: &mut String) {
     for (i, (name, value)) in keys.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        escape(name, &mut out);
+        escape(name, out);
         out.push('=');
-        escape(&scalar(value), &mut out);
+        scalar(value, out);
     }
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use http::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
+
+use crate::binary;
 
 /// Attributes the CloudEvents spec defines; overrides may not replace them.
 const RESERVED: &[&str] = &[
@@ -35,6 +38,8 @@ pub enum OverridesError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CeOverrides {
     extensions: BTreeMap<String, String>,
+    /// The same as binary-mode headers, made once rather than per event.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl CeOverrides {
@@ -44,8 +49,14 @@ impl CeOverrides {
             .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The extensions as binary-mode headers.
+    pub(crate) fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
     pub fn new(extensions: BTreeMap<String, String>) -> Result<Self, OverridesError> {
-        for name in extensions.keys() {
+        let mut headers = Vec::with_capacity(extensions.len());
+        for (name, value) in &extensions {
             if RESERVED.contains(&name.as_str()) {
                 return Err(OverridesError::Reserved(name.clone()));
             }
@@ -56,8 +67,14 @@ impl CeOverrides {
             if !valid {
                 return Err(OverridesError::Name(name.clone()));
             }
+            let header =
+                binary::extension_header(name).map_err(|_| OverridesError::Name(name.clone()))?;
+            headers.push((header, binary::text_value(value)));
         }
-        Ok(CeOverrides { extensions })
+        Ok(CeOverrides {
+            extensions,
+            headers,
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use url::Url;
 
-use crate::binary::{self, EncodeError, ExtensionHeaders};
+use crate::binary::{self, BinaryEvent, EncodeError, ExtensionHeaders};
 use crate::connection::{Answer, Connection, Connector};
 use crate::endpoint::Endpoint;
 use dynamodb_source_api::Report;
@@ -192,13 +192,28 @@ impl Sink {
     /// Encodes `event` as a request (binary content mode), once, so that
     /// retries resend the same bytes.
     pub fn prepare(&self, event: Event) -> Result<Encoded, EncodeError> {
-        let (mut headers, body) = binary::encode(event, &self.extensions)?;
+        Ok(self.request(binary::encode(
+            event,
+            &self.extensions,
+            self.headers_added(),
+        )?))
+    }
+
+    /// How many headers [`Sink::request`] adds to an event's.
+    pub fn headers_added(&self) -> usize {
+        2 + usize::from(self.endpoint.authorization().is_some())
+    }
+
+    /// The request of an event already in binary content mode: its headers
+    /// and those every request to this sink carries.
+    pub fn request(&self, event: BinaryEvent) -> Encoded {
+        let BinaryEvent { mut headers, body } = event;
         headers.insert(USER_AGENT, AGENT.clone());
         headers.insert(HOST, self.host.clone());
         if let Some(authorization) = self.endpoint.authorization() {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        Ok(Encoded { headers, body })
+        Encoded { headers, body }
     }
 
     /// One attempt with an encoded event on `connection` (one of this sink's),
@@ -291,6 +306,37 @@ mod tests {
         assert_eq!(host("http://sink.default.svc/"), "sink.default.svc");
         assert_eq!(host("https://sink.example:443/"), "sink.example");
         assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
+    }
+
+    /// A request's headers are kept for every event in flight: their map is
+    /// made with room for exactly the headers the sink adds, never grown
+    /// (which doubles it) nor oversized.
+    #[test]
+    fn requests_are_not_grown_by_the_sink_headers() {
+        let connector = connector(None).expect("connector");
+        for url in ["http://sink:8080/", "http://user:secret@sink:8080/"] {
+            let sink =
+                Sink::new(connector.clone(), Endpoint::parse(url).expect("url")).expect("sink");
+            use cloudevents::EventBuilder;
+            for extensions in 0..12 {
+                let mut builder = cloudevents::EventBuilderV10::new()
+                    .id("1")
+                    .source("s")
+                    .ty("t");
+                for n in 0..extensions {
+                    builder = builder.extension(&format!("x{n}"), "v");
+                }
+                let encoded = sink
+                    .prepare(builder.build().expect("event"))
+                    .expect("encoded");
+                let headers = encoded.headers();
+                let event_only = 3 + 1 + extensions;
+                let exact =
+                    HeaderMap::<HeaderValue>::with_capacity(event_only + sink.headers_added());
+                assert_eq!(headers.capacity(), exact.capacity(), "{url} {extensions}");
+                assert_eq!(headers.len(), event_only + sink.headers_added());
+            }
+        }
     }
 
     #[test]

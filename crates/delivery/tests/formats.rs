@@ -76,9 +76,9 @@ fn record() -> StreamRecord {
     StreamRecord {
         event_id: "c81e728d9d4c2f636f067f89cc14862c".to_owned(),
         event_name: EventName::Modify,
-        event_version: Some("1.1".to_owned()),
-        event_source: Some("aws:dynamodb".to_owned()),
-        aws_region: Some("us-east-1".to_owned()),
+        event_version: Some("1.1".into()),
+        event_source: Some("aws:dynamodb".into()),
+        aws_region: Some("us-east-1".into()),
         approximate_creation: Some(DateTime::from_secs(1_714_564_800)),
         keys: Some(Item::from([
             ("pk".to_owned(), s("order#1")),
@@ -91,7 +91,7 @@ fn record() -> StreamRecord {
         ]))),
         sequence_number: SequenceNumber::parse("111100000000000000000000001").expect("digits"),
         size_bytes: Some(321),
-        stream_view_type: Some("NEW_AND_OLD_IMAGES".to_owned()),
+        stream_view_type: Some("NEW_AND_OLD_IMAGES".into()),
         user_identity: Some(UserIdentity {
             principal_id: Some("dynamodb.amazonaws.com".to_owned()),
             kind: Some("Service".to_owned()),
