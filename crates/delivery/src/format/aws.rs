@@ -58,7 +58,7 @@ pub(crate) struct Envelope<'a, K: Serialize, I: Serialize> {
     aws_region: Option<&'a str>,
     dynamodb: Dynamodb<'a, K, I>,
     #[serde(rename = "eventSourceARN")]
-    event_source_arn: String,
+    event_source_arn: Arn<'a>,
     #[serde(rename = "userIdentity", skip_serializing_if = "Option::is_none")]
     user_identity: Option<Identity<'a>>,
 }
@@ -70,9 +70,19 @@ pub(crate) struct Images<K, I> {
     pub old_image: Option<I>,
 }
 
+/// A stream's ARN written as JSON text straight from its parts, rather than
+/// into a String first for every record.
+struct Arn<'a>(&'a StreamArn);
+
+impl Serialize for Arn<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
 pub(crate) fn envelope<'a, K: Serialize, I: Serialize>(
     record: &'a StreamRecord,
-    stream: &StreamArn,
+    stream: &'a StreamArn,
     images: Images<K, I>,
 ) -> Envelope<'a, K, I> {
     Envelope {
@@ -90,7 +100,7 @@ pub(crate) fn envelope<'a, K: Serialize, I: Serialize>(
             size_bytes: record.size_bytes,
             stream_view_type: record.stream_view_type.as_deref(),
         },
-        event_source_arn: stream.to_string(),
+        event_source_arn: Arn(stream),
         user_identity: record.user_identity.as_ref().map(|identity| Identity {
             principal_id: identity.principal_id.as_deref(),
             kind: identity.kind.as_deref(),
