@@ -2,6 +2,7 @@
 //! read ([`crate::wire`]) so everything downstream works on checked values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_smithy_types::DateTime;
 use base64::Engine;
@@ -144,16 +145,18 @@ pub struct UserIdentity {
 pub struct StreamRecord {
     pub event_id: String,
     pub event_name: EventName,
-    pub event_version: Option<String>,
-    pub event_source: Option<String>,
-    pub aws_region: Option<String>,
+    /// This and the other texts every record of a stream repeats are shared
+    /// between the records of an answer.
+    pub event_version: Option<Arc<str>>,
+    pub event_source: Option<Arc<str>>,
+    pub aws_region: Option<Arc<str>>,
     pub approximate_creation: Option<DateTime>,
     pub keys: Option<Item>,
     pub new_image: Option<Image>,
     pub old_image: Option<Image>,
     pub sequence_number: SequenceNumber,
     pub size_bytes: Option<i64>,
-    pub stream_view_type: Option<String>,
+    pub stream_view_type: Option<Arc<str>>,
     pub user_identity: Option<UserIdentity>,
 }
 

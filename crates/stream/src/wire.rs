@@ -18,7 +18,9 @@
 //! fast path does not accept, and the fast path accepts only pages the slow
 //! path reads as all well formed, so both give the same records.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use aws_smithy_types::DateTime;
 use base64::Engine;
@@ -84,8 +86,9 @@ impl<'de> Deserialize<'de> for CheckedRecords {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CheckedRecords, A::Error> {
                 let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut repeated = Repeated::default();
                 while let Some(wire) = seq.next_element::<WireRecord>()? {
-                    records.push(Ok(checked(wire).map_err(de::Error::custom)?));
+                    records.push(Ok(checked(wire, &mut repeated).map_err(de::Error::custom)?));
                 }
                 Ok(CheckedRecords(records))
             }
@@ -105,33 +108,90 @@ struct RawPage {
 }
 
 #[derive(Deserialize)]
-struct WireRecord {
+struct WireRecord<'a> {
     #[serde(rename = "eventID")]
     event_id: Option<String>,
-    #[serde(rename = "eventName")]
-    event_name: Option<String>,
-    #[serde(rename = "eventVersion")]
-    event_version: Option<String>,
-    #[serde(rename = "eventSource")]
-    event_source: Option<String>,
-    #[serde(rename = "awsRegion")]
-    aws_region: Option<String>,
-    dynamodb: Option<WireChange>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Option<Text<'a>>,
+    #[serde(rename = "eventVersion", borrow)]
+    event_version: Option<Text<'a>>,
+    #[serde(rename = "eventSource", borrow)]
+    event_source: Option<Text<'a>>,
+    #[serde(rename = "awsRegion", borrow)]
+    aws_region: Option<Text<'a>>,
+    #[serde(borrow)]
+    dynamodb: Option<WireChange<'a>>,
     #[serde(rename = "userIdentity")]
     user_identity: Option<WireIdentity>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct WireChange {
+struct WireChange<'a> {
     /// Epoch seconds, as the JSON protocol sends timestamps.
     approximate_creation_date_time: Option<f64>,
     keys: Option<Item>,
     new_image: Option<Box<RawValue>>,
     old_image: Option<Box<RawValue>>,
-    sequence_number: Option<String>,
+    #[serde(borrow)]
+    sequence_number: Option<Text<'a>>,
     size_bytes: Option<i64>,
-    stream_view_type: Option<String>,
+    #[serde(borrow)]
+    stream_view_type: Option<Text<'a>>,
+}
+
+/// A string of the answer, borrowed from it unless it holds escapes: the
+/// fields a record only passes on are not copied on their way.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'a>, D::Error> {
+        struct Borrowing;
+        impl<'de> Visitor<'de> for Borrowing {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        d.deserialize_str(Borrowing)
+    }
+}
+
+/// The texts every record of a stream repeats (its event version, source,
+/// region and view type), made once per answer and shared by its records
+/// rather than allocated for each.
+#[derive(Default)]
+struct Repeated {
+    event_version: Option<Arc<str>>,
+    event_source: Option<Arc<str>>,
+    aws_region: Option<Arc<str>>,
+    stream_view_type: Option<Arc<str>>,
+}
+
+/// `text`, shared with the previous record's when it is the same.
+fn shared(last: &mut Option<Arc<str>>, text: Option<Text>) -> Option<Arc<str>> {
+    let text = text?;
+    match last {
+        Some(known) if **known == *text.0 => Some(known.clone()),
+        _ => {
+            let made = Arc::<str>::from(text.0);
+            *last = Some(made.clone());
+            Some(made)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,16 +241,16 @@ fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
     };
     let wire: WireRecord = serde_json::from_str(raw.get())
         .map_err(|e| malformed(format!("not a stream record: {e}")))?;
-    checked(wire).map_err(malformed)
+    checked(wire, &mut Repeated::default()).map_err(malformed)
 }
 
 /// The checks a record that parsed must pass to become a [`StreamRecord`],
 /// shared by both paths so that they agree; the error is the reason.
-fn checked(wire: WireRecord) -> Result<StreamRecord, String> {
+fn checked(wire: WireRecord, repeated: &mut Repeated) -> Result<StreamRecord, String> {
     let Some(event_id) = wire.event_id else {
         return Err("no eventID".to_owned());
     };
-    let event_name = match wire.event_name.as_deref() {
+    let event_name = match wire.event_name.as_ref().map(|name| &*name.0) {
         Some("INSERT") => EventName::Insert,
         Some("MODIFY") => EventName::Modify,
         Some("REMOVE") => EventName::Remove,
@@ -200,14 +260,10 @@ fn checked(wire: WireRecord) -> Result<StreamRecord, String> {
     let Some(change) = wire.dynamodb else {
         return Err("no dynamodb section".to_owned());
     };
-    let Some(sequence_number) = change
-        .sequence_number
-        .as_deref()
-        .and_then(SequenceNumber::parse)
-    else {
+    let sequence_text = change.sequence_number.as_ref().map(|text| &*text.0);
+    let Some(sequence_number) = sequence_text.and_then(SequenceNumber::parse) else {
         return Err(format!(
-            "sequence number {:?} is not a decimal number",
-            change.sequence_number
+            "sequence number {sequence_text:?} is not a decimal number"
         ));
     };
     let image = |json: Option<Box<RawValue>>, name: &str| {
@@ -220,9 +276,9 @@ fn checked(wire: WireRecord) -> Result<StreamRecord, String> {
     Ok(StreamRecord {
         event_id,
         event_name,
-        event_version: wire.event_version,
-        event_source: wire.event_source,
-        aws_region: wire.aws_region,
+        event_version: shared(&mut repeated.event_version, wire.event_version),
+        event_source: shared(&mut repeated.event_source, wire.event_source),
+        aws_region: shared(&mut repeated.aws_region, wire.aws_region),
         approximate_creation: change
             .approximate_creation_date_time
             .map(|secs| to_millis(&DateTime::from_secs_f64(secs))),
@@ -231,7 +287,7 @@ fn checked(wire: WireRecord) -> Result<StreamRecord, String> {
         old_image,
         sequence_number,
         size_bytes: change.size_bytes,
-        stream_view_type: change.stream_view_type,
+        stream_view_type: shared(&mut repeated.stream_view_type, change.stream_view_type),
         user_identity: wire.user_identity.map(|identity| UserIdentity {
             principal_id: identity.principal_id,
             kind: identity.r#type,
@@ -429,6 +485,39 @@ mod tests {
             second.old_image.as_ref().map(|i| i.json().get()),
             Some(r#"{"pk": {"S": "\"a\""}}"#)
         );
+    }
+
+    /// The texts every record repeats are made once per answer; escaped
+    /// text (which cannot be borrowed from the answer) reads as well.
+    #[test]
+    fn repeated_texts_are_shared_within_a_page_and_escapes_are_read() {
+        let escaped = WELL_FORMED
+            .replace(r#""us-east-1""#, r#""us-east-\u0031""#)
+            .replace(r#""INSERT""#, r#""\u0049NSERT""#)
+            .replace("000000000000000000001", "000000000000000000003");
+        let second = WELL_FORMED.replace("000000000000000000001", "000000000000000000002");
+        let body = format!(r#"{{"Records": [{WELL_FORMED}, {second}, {escaped}]}}"#);
+        let page = Page::parse(body.as_bytes()).expect("page");
+        let records: Vec<&StreamRecord> = page
+            .records
+            .iter()
+            .map(|r| r.as_ref().expect("well formed"))
+            .collect();
+        let [first, second, third] = records[..] else {
+            panic!("three records");
+        };
+        let same = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        assert!(same(&first.event_version, &second.event_version));
+        assert!(same(&first.event_source, &third.event_source));
+        assert!(same(&first.stream_view_type, &third.stream_view_type));
+        assert!(same(&first.aws_region, &second.aws_region));
+        assert_eq!(third.aws_region.as_deref(), Some("us-east-1"));
+        assert_eq!(third.event_name, EventName::Insert);
+        assert_eq!(third.sequence_number.as_str(), "000000000000000000003");
+        assert_eq!(page.records, record_by_record(&body));
     }
 
     #[test]
