@@ -59,7 +59,8 @@ struct Unencodable {
 }
 
 impl Prepared {
-    /// The event's id, for logs.
+    /// The event's id, for logs: read back from its headers only when a
+    /// log line needs it.
     fn id(&self) -> &str {
         match &self.request {
             Ok(encoded) => encoded
@@ -217,7 +218,6 @@ impl Deliverer {
         cancel: &CancellationToken,
     ) -> Outcome {
         let started = Instant::now();
-        let id = prepared.id();
         let Prepared {
             request,
             spare,
@@ -227,7 +227,7 @@ impl Deliverer {
             Ok(request) => request,
             Err(Unencodable { error, .. }) => {
                 let reason = Report(error).to_string();
-                error!(%id, %reason, "the event cannot be sent");
+                error!(id = prepared.id(), %reason, "the event cannot be sent");
                 return match spare {
                     Some(event) => {
                         let failure = Failure {
@@ -269,7 +269,7 @@ impl Deliverer {
                     return Outcome::Delivered;
                 }
                 Attempt::Rejected { status, body } => {
-                    warn!(%id, status, %body, "the sink rejected the event");
+                    warn!(id = prepared.id(), status, %body, "the sink rejected the event");
                     let failure = Failure {
                         reason: DeadLetterReason::Rejected,
                         status: Some(status),
@@ -281,7 +281,7 @@ impl Deliverer {
                     // No dead-letter sink: keep the shard waiting rather than lose the event.
                     retry = retry.saturating_add(1);
                     error!(
-                        %id,
+                        id = prepared.id(),
                         retry,
                         "no dead-letter sink configured; retrying a rejected event so it is not lost"
                     );
@@ -304,7 +304,7 @@ impl Deliverer {
                             body: reason,
                         };
                     }
-                    warn!(%id, retry, %reason, "delivery failed, retrying");
+                    warn!(id = prepared.id(), retry, %reason, "delivery failed, retrying");
                     if let Some(after) = retry_after {
                         pacing.hold(after.min(self.policy.max_backoff));
                     }
@@ -323,7 +323,7 @@ impl Deliverer {
             // loop: it is logged in full, counted, and passed over.
             None => {
                 error!(
-                    %id,
+                    id = prepared.id(),
                     reason = %failure.body,
                     data = %String::from_utf8_lossy(request.body()),
                     "no dead-letter sink configured: the expired record is logged in full and skipped"
