@@ -166,6 +166,11 @@ pub async fn run(
 
     let connector = connector(config.ca_certs.as_deref())?;
     let deliverer = Deliverer::new(
+        EventFactory::new(
+            config.arn.table(),
+            config.payload_format,
+            config.overrides.clone(),
+        ),
         Sink::new(connector.clone(), config.sink.clone())?,
         config
             .dead_letter_sink
@@ -199,11 +204,6 @@ pub async fn run(
         None => None,
     };
     let shared = Arc::new(Shared {
-        factory: EventFactory::new(
-            config.arn.table(),
-            config.payload_format,
-            config.overrides.clone(),
-        ),
         deliverer,
         filter: config.event_names,
         patterns: config.filter_patterns.clone(),

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use dynamodb_source_api::{EventNameFilter, FilterPatterns, StreamArn};
 use dynamodb_source_backoff::{Backoff, Growth, Jitter};
 use dynamodb_source_delivery::metrics::{DeliveryMetrics, EventResult};
-use dynamodb_source_delivery::{
-    Connections, Deliverer, EventError, EventFactory, Outcome, Pacing, Prepared,
-};
+use dynamodb_source_delivery::{Connections, Deliverer, EventError, Outcome, Pacing, Prepared};
 use dynamodb_source_stream::metrics::StreamMetrics;
 use dynamodb_source_stream::reader::{self, Batch, ShardGone, ShardReader};
 use dynamodb_source_stream::{
@@ -66,7 +64,7 @@ pub(crate) enum ShardExit {
 
 /// What every shard task shares.
 pub(crate) struct Shared {
-    pub factory: EventFactory,
+    /// Makes the events too (`Deliverer::factory`).
     pub deliverer: Deliverer,
     pub filter: EventNameFilter,
     /// `FILTER_PATTERNS`: looked at only when the event name passes.
@@ -253,10 +251,7 @@ impl Ready {
                             taken: Taken::Filtered,
                         }
                     } else {
-                        match shared
-                            .deliverer
-                            .prepare_record(&shared.factory, &record, stream)
-                        {
+                        match shared.deliverer.prepare_record(&record, stream) {
                             Ok(prepared) => Entry {
                                 sequence: Some(record.sequence_number),
                                 key: Some(key_of(prepared.subject())),
@@ -631,16 +626,17 @@ impl Delivery {
                 }
                 Work::Unbuildable { record, error } => {
                     let reason = error.to_string();
-                    let event =
-                        shared
-                            .factory
-                            .malformed(&record.event_id, &reason, &format!("{record:?}"));
+                    let event = shared.deliverer.factory().malformed(
+                        &record.event_id,
+                        &reason,
+                        &format!("{record:?}"),
+                    );
                     error!(id = %record.event_id, %error, "the record cannot be turned into an event");
                     dead_letter_malformed(&shared, connections, event, &reason, &cancel).await
                 }
                 Work::Malformed(malformed) => {
                     error!(error = %malformed, raw = %malformed.raw, "malformed stream record");
-                    let event = shared.factory.from_malformed(malformed);
+                    let event = shared.deliverer.factory().from_malformed(malformed);
                     dead_letter_malformed(&shared, connections, event, &malformed.reason, &cancel)
                         .await
                 }

@@ -7,8 +7,8 @@
 //! one buffer ([`Values`]), so building them costs one allocation and copying
 //! them for an attempt none, and header names are made once per source
 //! (BENCHMARKS.md has what that saved). A stream record's event is written
-//! straight from the record ([`crate::EventFactory::binary`]); [`encode`]
-//! writes any other [`Event`] (dead letters, malformed records).
+//! straight from the record ([`crate::EventFactory::record_event`]);
+//! [`encode`] writes any other [`Event`] (dead letters, malformed records).
 //!
 //! Values the SDK cannot write at all, those with characters outside
 //! printable ASCII (an item key in another script, say), are percent-encoded
@@ -185,19 +185,9 @@ pub enum EncodeError {
 
 /// An event in binary content mode: its headers and its body.
 #[derive(Debug)]
-pub struct BinaryEvent {
+pub(crate) struct BinaryEvent {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-}
-
-impl BinaryEvent {
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
 }
 
 /// Encodes `event` as binary-mode headers and body, with room for `room`

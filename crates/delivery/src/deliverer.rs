@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 
 use crate::binary::{self, EncodeError};
 use crate::connection::Connection;
-use crate::event::{EventError, EventFactory};
+use crate::event::{EventError, EventFactory, RecordEvent};
 use crate::metrics::{
     AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
 };
@@ -37,18 +37,27 @@ struct Failure {
     body: String,
 }
 
-/// An event encoded as its HTTP request. Shard tasks prepare a batch while
-/// the previous one is delivered, so encoding stays off the path between one
-/// acknowledgement and the next request.
+/// An event ready to be sent as its HTTP request. Shard tasks prepare a
+/// batch while the previous one is delivered, so encoding stays off the path
+/// between one acknowledgement and the next request.
 #[derive(Debug)]
 pub struct Prepared {
-    request: Result<Encoded, Unencodable>,
+    request: Result<Request, Unencodable>,
     /// The event itself, kept only when a dead-letter sink may need it;
     /// boxed, as it is larger than the rest and every held record would
     /// carry the room for it.
     spare: Option<Box<Event>>,
     /// When the record was written (the event's `time`), for the record-age limit.
     created: Option<SystemTime>,
+}
+
+/// What every attempt of an event sends.
+#[derive(Debug)]
+enum Request {
+    /// A record's event: its headers are made for each attempt.
+    Record(RecordEvent),
+    /// Any other event (a dead letter, a malformed record), encoded whole.
+    Encoded(Encoded),
 }
 
 /// An event that cannot be written as a request, and which one it was.
@@ -63,7 +72,8 @@ impl Prepared {
     /// log line needs it.
     fn id(&self) -> &str {
         match &self.request {
-            Ok(encoded) => encoded
+            Ok(Request::Record(event)) => event.id(),
+            Ok(Request::Encoded(encoded)) => encoded
                 .headers()
                 .get(&binary::ID)
                 .and_then(|id| id.to_str().ok())
@@ -75,8 +85,10 @@ impl Prepared {
     /// The event's subject as written in its request: the item key, for
     /// events made from records.
     pub fn subject(&self) -> Option<&[u8]> {
-        let encoded = self.request.as_ref().ok()?;
-        Some(encoded.headers().get(&binary::SUBJECT)?.as_bytes())
+        match self.request.as_ref().ok()? {
+            Request::Record(event) => event.subject(),
+            Request::Encoded(encoded) => Some(encoded.headers().get(&binary::SUBJECT)?.as_bytes()),
+        }
     }
 }
 
@@ -122,6 +134,7 @@ pub struct Connections {
 
 #[derive(Debug, Clone)]
 pub struct Deliverer {
+    factory: EventFactory,
     sink: Sink,
     dead_letter: Option<Sink>,
     policy: DeliveryPolicy,
@@ -130,12 +143,14 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(
+        factory: EventFactory,
         sink: Sink,
         dead_letter: Option<Sink>,
         policy: DeliveryPolicy,
         metrics: DeliveryMetrics,
     ) -> Self {
         Deliverer {
+            factory,
             sink,
             dead_letter,
             policy,
@@ -174,33 +189,53 @@ impl Deliverer {
             request: self
                 .sink
                 .prepare(event)
+                .map(Request::Encoded)
                 .map_err(|error| Unencodable { id, error }),
             spare,
             created,
         }
     }
 
-    /// Encodes the event of `record` for the sink, once, straight from the
-    /// record ([`EventFactory::binary`]). With a dead-letter sink the event is
+    /// Makes the event of `record` for the sink, straight from the record
+    /// ([`EventFactory::record_event`]). With a dead-letter sink the event is
     /// also built as a CloudEvent, which a dead letter carries.
     pub fn prepare_record(
         &self,
-        factory: &EventFactory,
         record: &StreamRecord,
         stream: &StreamArn,
     ) -> Result<Prepared, EventError> {
-        let event = factory.binary(record, stream, self.sink.headers_added())?;
+        let event = self.factory.record_event(record, stream)?;
         let spare = match self.dead_letter {
-            Some(_) => Some(Box::new(factory.build(record, stream)?)),
+            Some(_) => Some(Box::new(self.factory.build(record, stream)?)),
             None => None,
         };
         Ok(Prepared {
-            request: Ok(self.sink.request(event)),
+            request: Ok(Request::Record(event)),
             spare,
             created: record
                 .approximate_creation
                 .and_then(|t| SystemTime::try_from(t).ok()),
         })
+    }
+
+    /// The events this deliverer sends are made by.
+    pub fn factory(&self) -> &EventFactory {
+        &self.factory
+    }
+
+    /// One attempt with `request` on the task's connection to the sink.
+    async fn attempt(&self, connections: &mut Connections, request: &Request) -> Attempt {
+        let (headers, body) = match request {
+            Request::Record(event) => {
+                let mut headers = self.factory.headers(event, self.sink.headers_added());
+                self.sink.add_headers(&mut headers);
+                (headers, event.body().clone())
+            }
+            Request::Encoded(encoded) => (encoded.headers().clone(), encoded.body().clone()),
+        };
+        self.sink
+            .send(&mut connections.sink, headers, body, self.policy.timeout)
+            .await
     }
 
     /// Delivers a prepared event to the sink, or to the dead-letter sink when
@@ -255,10 +290,7 @@ impl Deliverer {
                     ),
                 };
             }
-            let attempt = self
-                .sink
-                .send_prepared(&mut connections.sink, request, self.policy.timeout)
-                .await;
+            let attempt = self.attempt(connections, request).await;
             self.count_attempt(&attempt);
             match attempt {
                 Attempt::Acknowledged(_) => {
@@ -325,7 +357,10 @@ impl Deliverer {
                 error!(
                     id = prepared.id(),
                     reason = %failure.body,
-                    data = %String::from_utf8_lossy(request.body()),
+                    data = %String::from_utf8_lossy(match request {
+                        Request::Record(event) => event.body(),
+                        Request::Encoded(encoded) => encoded.body(),
+                    }),
                     "no dead-letter sink configured: the expired record is logged in full and skipped"
                 );
                 self.metrics.event(EventResult::Expired);
@@ -405,7 +440,12 @@ impl Deliverer {
             let attempt = match &encoded {
                 Ok(encoded) => {
                     dead_letter
-                        .send_prepared(connection, encoded, self.policy.timeout)
+                        .send(
+                            connection,
+                            encoded.headers().clone(),
+                            encoded.body().clone(),
+                            self.policy.timeout,
+                        )
                         .await
                 }
                 Err(error) => Attempt::Rejected {

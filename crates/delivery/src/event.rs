@@ -7,7 +7,7 @@ use dynamodb_source_api::{EVENT_TYPE, EventName, PayloadFormat, StreamArn, Table
 use dynamodb_source_stream::{MalformedRecord, StreamRecord};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use crate::binary::{self, BinaryEvent, EncodeError, Values, value_at};
+use crate::binary::{self, EncodeError, Values, value_at};
 use crate::format::{self, FormatError};
 use crate::key;
 use crate::overrides::CeOverrides;
@@ -47,6 +47,37 @@ pub enum EventError {
         #[source]
         source: cloudevents::event::EventBuilderError,
     },
+}
+
+/// A record's event, ready to be written as a request: the values that
+/// differ per event, as header values that share one buffer, and its body.
+#[derive(Debug)]
+pub struct RecordEvent {
+    id: HeaderValue,
+    sequence: HeaderValue,
+    /// The item key, for `subject` and `partitionkey`; `None` for a record
+    /// without one.
+    key: Option<HeaderValue>,
+    time: Option<HeaderValue>,
+    operation: EventName,
+    body: Bytes,
+}
+
+impl RecordEvent {
+    /// The event's id, for logs.
+    pub fn id(&self) -> &str {
+        self.id.to_str().unwrap_or_default()
+    }
+
+    /// The item key as its request carries it.
+    pub fn subject(&self) -> Option<&[u8]> {
+        self.key.as_ref().map(HeaderValue::as_bytes)
+    }
+
+    /// The body: the event's data.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
 }
 
 /// Builds the events of one source.
@@ -120,23 +151,21 @@ impl EventFactory {
         })
     }
 
-    /// The same event as [`EventFactory::build`], written straight into its
-    /// binary-mode headers and body (a test holds the two to each other).
+    /// The same event as [`EventFactory::build`], made straight from the
+    /// record for its binary-mode request ([`EventFactory::headers`]; a test
+    /// holds the two to each other).
     ///
     /// Every record takes this path to its request, so it skips what the
     /// SDK's `Event` costs per record: an allocation for every attribute and
     /// extension, a map of extensions, and formatting each value again to
-    /// encode it. The values of an event share one buffer; the rest (type,
-    /// source, operation, overrides) are header values made once.
-    ///
-    /// `room` is how many headers the caller adds: the map is sized to hold
-    /// exactly the event's, as it is kept for every record in flight.
-    pub fn binary(
+    /// encode it. What differs per event (id, sequence, key, time) shares one
+    /// buffer; the rest (type, source, operation, overrides) are header
+    /// values made once.
+    pub fn record_event(
         &self,
         record: &StreamRecord,
         stream: &StreamArn,
-        room: usize,
-    ) -> Result<BinaryEvent, EventError> {
+    ) -> Result<RecordEvent, EventError> {
         let data =
             format::render(self.format, record, stream).map_err(|source| EventError::Format {
                 event_id: record.event_id.clone(),
@@ -161,43 +190,56 @@ impl EventFactory {
                 source,
             })
         };
-        let own = 7 + if key.is_some() { 2 } else { 0 } + usize::from(time.is_some());
-        let added = match key {
-            Some(_) if self.overrides_partition_key => self.overrides_added - 1,
+        Ok(RecordEvent {
+            id: encode(id, &binary::ID)?,
+            sequence: encode(sequence, &SEQUENCE)?,
+            key: key.map(|key| encode(key, &binary::SUBJECT)).transpose()?,
+            time: time.map(|time| encode(time, &binary::TIME)).transpose()?,
+            operation: record.event_name,
+            body: Bytes::from(data),
+        })
+    }
+
+    /// The headers of `event`'s request (binary content mode), with room for
+    /// `room` more: sized to exactly that, so the map is never grown.
+    ///
+    /// Made for each attempt rather than kept with the event: a header map
+    /// of a dozen entries is about 1.4 KB, which every record in flight
+    /// would hold, and an attempt would copy anyway (the request takes its
+    /// headers).
+    pub fn headers(&self, event: &RecordEvent, room: usize) -> HeaderMap {
+        let keyed = event.key.is_some();
+        let own = 7 + if keyed { 2 } else { 0 } + usize::from(event.time.is_some());
+        let added = match keyed {
+            true if self.overrides_partition_key => self.overrides_added - 1,
             _ => self.overrides_added,
         };
         let mut headers = HeaderMap::with_capacity(own + added + room);
         headers.insert(binary::SPEC_VERSION.clone(), binary::V1_0.clone());
-        headers.insert(binary::ID.clone(), encode(id, &binary::ID)?);
+        headers.insert(binary::ID.clone(), event.id.clone());
         headers.insert(binary::TYPE.clone(), EVENT_TYPE_VALUE.clone());
         headers.insert(binary::SOURCE.clone(), self.source_header.clone());
         headers.insert(CONTENT_TYPE, binary::JSON.clone());
-        if let Some(key) = key {
-            headers.insert(
-                binary::SUBJECT.clone(),
-                encode(key.clone(), &binary::SUBJECT)?,
-            );
-            headers.insert(PARTITION_KEY.clone(), encode(key, &PARTITION_KEY)?);
+        if let Some(key) = &event.key {
+            headers.insert(binary::SUBJECT.clone(), key.clone());
+            headers.insert(PARTITION_KEY.clone(), key.clone());
         }
-        if let Some(time) = time {
-            headers.insert(binary::TIME.clone(), encode(time, &binary::TIME)?);
+        if let Some(time) = &event.time {
+            headers.insert(binary::TIME.clone(), time.clone());
         }
-        let operation = match record.event_name {
+        let operation = match event.operation {
             EventName::Insert => &INSERT,
             EventName::Modify => &MODIFY,
             EventName::Remove => &REMOVE,
         };
         headers.insert(OPERATION.clone(), operation.clone());
-        headers.insert(SEQUENCE.clone(), encode(sequence, &SEQUENCE)?);
+        headers.insert(SEQUENCE.clone(), event.sequence.clone());
         // After this source's own, as the SDK path adds them: an override of
         // the same name replaces the source's value.
         for (name, value) in self.overrides.headers() {
             headers.insert(name.clone(), value.clone());
         }
-        Ok(BinaryEvent {
-            headers,
-            body: Bytes::from(data),
-        })
+        headers
     }
 
     /// The event sent to the dead-letter sink for a record that could not be
@@ -388,19 +430,20 @@ mod tests {
                     for keys in &all_keys {
                         for name in [EventName::Insert, EventName::Modify, EventName::Remove] {
                             let record = record(keys.clone(), time, name);
-                            let direct = factory.binary(&record, &stream(), 0).expect("direct");
+                            let direct = factory.record_event(&record, &stream()).expect("direct");
+                            let direct_headers = factory.headers(&direct, 0);
                             let event = factory.build(&record, &stream()).expect("built");
                             let through_event =
                                 encode(event, &ExtensionHeaders::default(), 0).expect("encoded");
                             assert_eq!(
-                                sorted(direct.headers()),
-                                sorted(through_event.headers()),
+                                sorted(&direct_headers),
+                                sorted(&through_event.headers),
                                 "{format:?} {overrides:?} {time:?} {keys:?} {name:?}"
                             );
-                            assert_eq!(direct.body(), through_event.body());
+                            assert_eq!(direct.body(), &through_event.body);
                             let exact =
-                                HeaderMap::<HeaderValue>::with_capacity(direct.headers().len());
-                            assert_eq!(direct.headers().capacity(), exact.capacity());
+                                HeaderMap::<HeaderValue>::with_capacity(direct_headers.len());
+                            assert_eq!(direct_headers.capacity(), exact.capacity());
                             compared += 1;
                         }
                     }

@@ -21,7 +21,9 @@ pub use binary::EncodeError;
 pub use connection::{Connector, ExchangeError};
 pub use deliverer::{Connections, Deliverer, Outcome, Pacing, Prepared};
 pub use endpoint::{Endpoint, EndpointError};
-pub use event::{EXT_OPERATION, EXT_PARTITION_KEY, EXT_SEQUENCE, EventError, EventFactory};
+pub use event::{
+    EXT_OPERATION, EXT_PARTITION_KEY, EXT_SEQUENCE, EventError, EventFactory, RecordEvent,
+};
 pub use overrides::{CeOverrides, OverridesError};
 pub use policy::{BackoffPolicy, DeliveryPolicy, PolicyError, parse_duration};
 pub use sink::{Attempt, Sink, SinkError, connector};

@@ -122,7 +122,7 @@ impl Encoded {
     }
 
     /// The body: the event's data.
-    pub fn body(&self) -> &[u8] {
+    pub fn body(&self) -> &Bytes {
         &self.body
     }
 }
@@ -192,42 +192,39 @@ impl Sink {
     /// Encodes `event` as a request (binary content mode), once, so that
     /// retries resend the same bytes.
     pub fn prepare(&self, event: Event) -> Result<Encoded, EncodeError> {
-        Ok(self.request(binary::encode(
-            event,
-            &self.extensions,
-            self.headers_added(),
-        )?))
+        let BinaryEvent { mut headers, body } =
+            binary::encode(event, &self.extensions, self.headers_added())?;
+        self.add_headers(&mut headers);
+        Ok(Encoded { headers, body })
     }
 
-    /// How many headers [`Sink::request`] adds to an event's.
+    /// How many headers [`Sink::add_headers`] adds to an event's.
     pub fn headers_added(&self) -> usize {
         2 + usize::from(self.endpoint.authorization().is_some())
     }
 
-    /// The request of an event already in binary content mode: its headers
-    /// and those every request to this sink carries.
-    pub fn request(&self, event: BinaryEvent) -> Encoded {
-        let BinaryEvent { mut headers, body } = event;
+    /// Adds the headers every request to this sink carries to an event's.
+    pub fn add_headers(&self, headers: &mut HeaderMap) {
         headers.insert(USER_AGENT, AGENT.clone());
         headers.insert(HOST, self.host.clone());
         if let Some(authorization) = self.endpoint.authorization() {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        Encoded { headers, body }
     }
 
-    /// One attempt with an encoded event on `connection` (one of this sink's),
-    /// answered within `timeout`.
-    pub async fn send_prepared(
+    /// One attempt with an event's headers and body on `connection` (one of
+    /// this sink's), answered within `timeout`.
+    pub async fn send(
         &self,
         connection: &mut Connection,
-        encoded: &Encoded,
+        headers: HeaderMap,
+        body: Bytes,
         timeout: Duration,
     ) -> Attempt {
-        let mut request = http::Request::new(Full::new(encoded.body.clone()));
+        let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.path.clone();
-        *request.headers_mut() = encoded.headers.clone();
+        *request.headers_mut() = headers;
         // The answer is read to its end (an accepting sink's is usually empty)
         // so that the connection can carry the next event.
         let exchange = connection.exchange(request, DRAIN_LIMIT);
