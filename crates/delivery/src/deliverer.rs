@@ -206,7 +206,10 @@ impl Deliverer {
     ) -> Result<Prepared, EventError> {
         let event = self.factory.record_event(record, stream)?;
         let spare = match self.dead_letter {
-            Some(_) => Some(Box::new(self.factory.build(record, stream)?)),
+            // The data as rendered once, copied rather than rendered again.
+            Some(_) => Some(Box::new(
+                self.factory.build_with(record, event.body().to_vec())?,
+            )),
             None => None,
         };
         Ok(Prepared {
@@ -262,7 +265,7 @@ impl Deliverer {
             Ok(request) => request,
             Err(Unencodable { error, .. }) => {
                 let reason = Report(error).to_string();
-                error!(id = prepared.id(), %reason, "the event cannot be sent");
+                error!(id = %prepared.id(), %reason, "the event cannot be sent");
                 return match spare {
                     Some(event) => {
                         let failure = Failure {
@@ -301,7 +304,7 @@ impl Deliverer {
                     return Outcome::Delivered;
                 }
                 Attempt::Rejected { status, body } => {
-                    warn!(id = prepared.id(), status, %body, "the sink rejected the event");
+                    warn!(id = %prepared.id(), status, %body, "the sink rejected the event");
                     let failure = Failure {
                         reason: DeadLetterReason::Rejected,
                         status: Some(status),
@@ -313,7 +316,7 @@ impl Deliverer {
                     // No dead-letter sink: keep the shard waiting rather than lose the event.
                     retry = retry.saturating_add(1);
                     error!(
-                        id = prepared.id(),
+                        id = %prepared.id(),
                         retry,
                         "no dead-letter sink configured; retrying a rejected event so it is not lost"
                     );
@@ -336,7 +339,7 @@ impl Deliverer {
                             body: reason,
                         };
                     }
-                    warn!(id = prepared.id(), retry, %reason, "delivery failed, retrying");
+                    warn!(id = %prepared.id(), retry, %reason, "delivery failed, retrying");
                     if let Some(after) = retry_after {
                         pacing.hold(after.min(self.policy.max_backoff));
                     }
@@ -355,7 +358,7 @@ impl Deliverer {
             // loop: it is logged in full, counted, and passed over.
             None => {
                 error!(
-                    id = prepared.id(),
+                    id = %prepared.id(),
                     reason = %failure.body,
                     data = %String::from_utf8_lossy(match request {
                         Request::Record(event) => event.body(),

@@ -123,6 +123,12 @@ impl EventFactory {
                 event_id: record.event_id.clone(),
                 source,
             })?;
+        self.build_with(record, data)
+    }
+
+    /// The event of `record` as [`EventFactory::build`] makes it, with its
+    /// `data` already rendered (for a record whose [`RecordEvent`] has it).
+    pub fn build_with(&self, record: &StreamRecord, data: Vec<u8>) -> Result<Event, EventError> {
         let key = record.keys.as_ref().map(key::render).unwrap_or_default();
         let mut builder = EventBuilderV10::new()
             .id(record.event_id.as_str())
@@ -171,7 +177,10 @@ impl EventFactory {
                 event_id: record.event_id.clone(),
                 source,
             })?;
-        let mut values = Values::with_capacity(128);
+        // Room for a key and a time beside the id and sequence number.
+        let mut values = Values::with_capacity(
+            record.event_id.len() + record.sequence_number.as_str().len() + 96,
+        );
         let id = values.text(&record.event_id);
         let sequence = values.text(record.sequence_number.as_str());
         let key = record
@@ -208,13 +217,7 @@ impl EventFactory {
     /// would hold, and an attempt would copy anyway (the request takes its
     /// headers).
     pub fn headers(&self, event: &RecordEvent, room: usize) -> HeaderMap {
-        let keyed = event.key.is_some();
-        let own = 7 + if keyed { 2 } else { 0 } + usize::from(event.time.is_some());
-        let added = match keyed {
-            true if self.overrides_partition_key => self.overrides_added - 1,
-            _ => self.overrides_added,
-        };
-        let mut headers = HeaderMap::with_capacity(own + added + room);
+        let mut headers = HeaderMap::with_capacity(self.header_count(event) + room);
         headers.insert(binary::SPEC_VERSION.clone(), binary::V1_0.clone());
         headers.insert(binary::ID.clone(), event.id.clone());
         headers.insert(binary::TYPE.clone(), EVENT_TYPE_VALUE.clone());
@@ -240,6 +243,21 @@ impl EventFactory {
             headers.insert(name.clone(), value.clone());
         }
         headers
+    }
+
+    /// How many headers [`EventFactory::headers`] writes for `event`: the
+    /// seven every event has (specversion, id, type, source, content type,
+    /// operation, sequence), `subject` and `partitionkey` for a keyed record,
+    /// `time`, and the overrides that are not of one of these.
+    fn header_count(&self, event: &RecordEvent) -> usize {
+        let keyed = event.key.is_some();
+        let own = 7 + if keyed { 2 } else { 0 } + usize::from(event.time.is_some());
+        let added = match keyed {
+            // `overrides_partition_key` means `overrides_added` counts it.
+            true if self.overrides_partition_key => self.overrides_added - 1,
+            _ => self.overrides_added,
+        };
+        own + added
     }
 
     /// The event sent to the dead-letter sink for a record that could not be
@@ -432,6 +450,14 @@ mod tests {
                             let record = record(keys.clone(), time, name);
                             let direct = factory.record_event(&record, &stream()).expect("direct");
                             let direct_headers = factory.headers(&direct, 0);
+                            assert_eq!(direct_headers.len(), factory.header_count(&direct));
+                            // Room for three more: adding them never grows the map.
+                            let mut roomy = factory.headers(&direct, 3);
+                            let capacity = roomy.capacity();
+                            for extra in ["x-a", "x-b", "x-c"] {
+                                roomy.insert(extra, HeaderValue::from_static("v"));
+                            }
+                            assert_eq!(roomy.capacity(), capacity);
                             let event = factory.build(&record, &stream()).expect("built");
                             let through_event =
                                 encode(event, &ExtensionHeaders::default(), 0).expect("encoded");

@@ -54,7 +54,13 @@ impl Page {
         }
         let page: RawPage = serde_json::from_slice(body)?;
         Ok(Page {
-            records: page.records.iter().map(|raw| record(raw)).collect(),
+            records: {
+                let mut repeated = Repeated::default();
+                page.records
+                    .iter()
+                    .map(|raw| record(raw, &mut repeated))
+                    .collect()
+            },
             next_iterator: page.next_iterator,
         })
     }
@@ -218,7 +224,7 @@ struct PositionChange {
 /// Parses one record. A record that cannot become a [`StreamRecord`] keeps
 /// its JSON, and its id and position where they can be read, so that it is
 /// logged, dead-lettered and passed over rather than lost or stalling the shard.
-fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
+fn record(raw: &RawValue, repeated: &mut Repeated) -> Result<StreamRecord, MalformedRecord> {
     let malformed = |reason: String| {
         let position = serde_json::from_str::<Position>(raw.get()).ok();
         let (event_id, sequence_number) = match position {
@@ -241,7 +247,7 @@ fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
     };
     let wire: WireRecord = serde_json::from_str(raw.get())
         .map_err(|e| malformed(format!("not a stream record: {e}")))?;
-    checked(wire, &mut Repeated::default()).map_err(malformed)
+    checked(wire, repeated).map_err(malformed)
 }
 
 /// The checks a record that parsed must pass to become a [`StreamRecord`],
@@ -314,6 +320,11 @@ pub(crate) fn base64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>
 mod tests {
     use super::*;
     use crate::record::AttributeValue;
+
+    /// One record parsed on its own, as the slow path parses it.
+    fn record(raw: &RawValue) -> Result<StreamRecord, MalformedRecord> {
+        super::record(raw, &mut Repeated::default())
+    }
 
     fn raw(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_owned()).expect("valid JSON")
@@ -458,7 +469,11 @@ mod tests {
     /// What the slow path makes of a page: each record parsed on its own.
     fn record_by_record(body: &str) -> Vec<Result<StreamRecord, MalformedRecord>> {
         let page: RawPage = serde_json::from_str(body).expect("a page");
-        page.records.iter().map(|raw| record(raw)).collect()
+        let mut repeated = Repeated::default();
+        page.records
+            .iter()
+            .map(|raw| super::record(raw, &mut repeated))
+            .collect()
     }
 
     #[test]
