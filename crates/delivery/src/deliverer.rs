@@ -10,14 +10,13 @@ use cloudevents::{AttributesReader, Event};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::binary::{self, EncodeError};
 use crate::connection::Connection;
 use crate::event::{EventError, EventFactory, RecordEvent};
 use crate::metrics::{
     AttemptOutcome, DeadLetterReason, DeliveryMetrics, EventResult, ReasonLabels,
 };
 use crate::policy::DeliveryPolicy;
-use crate::sink::{Attempt, Encoded, Sink};
+use crate::sink::{Attempt, Sink};
 use dynamodb_source_api::{Report, StreamArn};
 use dynamodb_source_stream::StreamRecord;
 
@@ -37,12 +36,12 @@ struct Failure {
     body: String,
 }
 
-/// An event ready to be sent as its HTTP request. Shard tasks prepare a
-/// batch while the previous one is delivered, so encoding stays off the path
-/// between one acknowledgement and the next request.
+/// A record's event ready to be sent as its HTTP request. Shard tasks
+/// prepare a batch while the previous one is delivered, so encoding stays
+/// off the path between one acknowledgement and the next request.
 #[derive(Debug)]
 pub struct Prepared {
-    request: Result<Request, Unencodable>,
+    event: RecordEvent,
     /// The event itself, kept only when a dead-letter sink may need it;
     /// boxed, as it is larger than the rest and every held record would
     /// carry the room for it.
@@ -51,44 +50,10 @@ pub struct Prepared {
     created: Option<SystemTime>,
 }
 
-/// What every attempt of an event sends.
-#[derive(Debug)]
-enum Request {
-    /// A record's event: its headers are made for each attempt.
-    Record(RecordEvent),
-    /// Any other event (a dead letter, a malformed record), encoded whole.
-    Encoded(Encoded),
-}
-
-/// An event that cannot be written as a request, and which one it was.
-#[derive(Debug)]
-struct Unencodable {
-    id: String,
-    error: EncodeError,
-}
-
 impl Prepared {
-    /// The event's id, for logs: read back from its headers only when a
-    /// log line needs it.
-    fn id(&self) -> &str {
-        match &self.request {
-            Ok(Request::Record(event)) => event.id(),
-            Ok(Request::Encoded(encoded)) => encoded
-                .headers()
-                .get(&binary::ID)
-                .and_then(|id| id.to_str().ok())
-                .unwrap_or_default(),
-            Err(unencodable) => &unencodable.id,
-        }
-    }
-
-    /// The event's subject as written in its request: the item key, for
-    /// events made from records.
+    /// The event's subject as written in its request: the item key.
     pub fn subject(&self) -> Option<&[u8]> {
-        match self.request.as_ref().ok()? {
-            Request::Record(event) => event.subject(),
-            Request::Encoded(encoded) => Some(encoded.headers().get(&binary::SUBJECT)?.as_bytes()),
-        }
+        self.event.subject()
     }
 }
 
@@ -179,23 +144,6 @@ impl Deliverer {
         self.metrics.attempt(outcome, code);
     }
 
-    /// Encodes `event` for the sink, once: retries resend the same request.
-    pub fn prepare(&self, event: Event) -> Prepared {
-        let id = event.id().to_owned();
-        let created = event.time().map(|t| SystemTime::from(*t));
-        // Only a dead-letter sink needs the event again after encoding.
-        let spare = self.dead_letter.as_ref().map(|_| Box::new(event.clone()));
-        Prepared {
-            request: self
-                .sink
-                .prepare(event)
-                .map(Request::Encoded)
-                .map_err(|error| Unencodable { id, error }),
-            spare,
-            created,
-        }
-    }
-
     /// Makes the event of `record` for the sink, straight from the record
     /// ([`EventFactory::record_event`]). With a dead-letter sink the event is
     /// also built as a CloudEvent, which a dead letter carries.
@@ -213,7 +161,7 @@ impl Deliverer {
             None => None,
         };
         Ok(Prepared {
-            request: Ok(Request::Record(event)),
+            event,
             spare,
             created: record
                 .approximate_creation
@@ -226,18 +174,17 @@ impl Deliverer {
         &self.factory
     }
 
-    /// One attempt with `request` on the task's connection to the sink.
-    async fn attempt(&self, connections: &mut Connections, request: &Request) -> Attempt {
-        let (headers, body) = match request {
-            Request::Record(event) => {
-                let mut headers = self.factory.headers(event, self.sink.headers_added());
-                self.sink.add_headers(&mut headers);
-                (headers, event.body().clone())
-            }
-            Request::Encoded(encoded) => (encoded.headers().clone(), encoded.body().clone()),
-        };
+    /// One attempt with `event` on the task's connection to the sink.
+    async fn attempt(&self, connections: &mut Connections, event: &RecordEvent) -> Attempt {
+        let mut headers = self.factory.headers(event, self.sink.headers_added());
+        self.sink.add_headers(&mut headers);
         self.sink
-            .send(&mut connections.sink, headers, body, self.policy.timeout)
+            .send(
+                &mut connections.sink,
+                headers,
+                event.body().clone(),
+                self.policy.timeout,
+            )
             .await
     }
 
@@ -257,29 +204,10 @@ impl Deliverer {
     ) -> Outcome {
         let started = Instant::now();
         let Prepared {
-            request,
+            event,
             spare,
             created,
         } = prepared;
-        let request = match request {
-            Ok(request) => request,
-            Err(Unencodable { error, .. }) => {
-                let reason = Report(error).to_string();
-                error!(id = %prepared.id(), %reason, "the event cannot be sent");
-                return match spare {
-                    Some(event) => {
-                        let failure = Failure {
-                            reason: DeadLetterReason::Malformed,
-                            status: None,
-                            body: reason,
-                        };
-                        self.dead_letter(connections, Event::clone(event), failure, cancel)
-                            .await
-                    }
-                    None => Outcome::DeadLettered,
-                };
-            }
-        };
         let mut retry = 0u32;
         let failure = loop {
             if let Some(age) = self.expired(*created) {
@@ -293,7 +221,7 @@ impl Deliverer {
                     ),
                 };
             }
-            let attempt = self.attempt(connections, request).await;
+            let attempt = self.attempt(connections, event).await;
             self.count_attempt(&attempt);
             match attempt {
                 Attempt::Acknowledged(_) => {
@@ -304,7 +232,7 @@ impl Deliverer {
                     return Outcome::Delivered;
                 }
                 Attempt::Rejected { status, body } => {
-                    warn!(id = %prepared.id(), status, %body, "the sink rejected the event");
+                    warn!(id = %event.id(), status, %body, "the sink rejected the event");
                     let failure = Failure {
                         reason: DeadLetterReason::Rejected,
                         status: Some(status),
@@ -316,7 +244,7 @@ impl Deliverer {
                     // No dead-letter sink: keep the shard waiting rather than lose the event.
                     retry = retry.saturating_add(1);
                     error!(
-                        id = %prepared.id(),
+                        id = %event.id(),
                         retry,
                         "no dead-letter sink configured; retrying a rejected event so it is not lost"
                     );
@@ -339,7 +267,7 @@ impl Deliverer {
                             body: reason,
                         };
                     }
-                    warn!(id = %prepared.id(), retry, %reason, "delivery failed, retrying");
+                    warn!(id = %event.id(), retry, %reason, "delivery failed, retrying");
                     if let Some(after) = retry_after {
                         pacing.hold(after.min(self.policy.max_backoff));
                     }
@@ -358,12 +286,9 @@ impl Deliverer {
             // loop: it is logged in full, counted, and passed over.
             None => {
                 error!(
-                    id = %prepared.id(),
+                    id = %event.id(),
                     reason = %failure.body,
-                    data = %String::from_utf8_lossy(match request {
-                        Request::Record(event) => event.body(),
-                        Request::Encoded(encoded) => encoded.body(),
-                    }),
+                    data = %String::from_utf8_lossy(event.body()),
                     "no dead-letter sink configured: the expired record is logged in full and skipped"
                 );
                 self.metrics.event(EventResult::Expired);
