@@ -23,9 +23,6 @@ static OPERATION: HeaderName = HeaderName::from_static("ce-dynamodboperation");
 static SEQUENCE: HeaderName = HeaderName::from_static("ce-sequence");
 static PARTITION_KEY: HeaderName = HeaderName::from_static("ce-partitionkey");
 static EVENT_TYPE_VALUE: HeaderValue = HeaderValue::from_static(EVENT_TYPE);
-static INSERT: HeaderValue = HeaderValue::from_static("INSERT");
-static MODIFY: HeaderValue = HeaderValue::from_static("MODIFY");
-static REMOVE: HeaderValue = HeaderValue::from_static("REMOVE");
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -118,12 +115,16 @@ impl EventFactory {
 
     /// The event for one record of `stream`.
     pub fn build(&self, record: &StreamRecord, stream: &StreamArn) -> Result<Event, EventError> {
-        let data =
-            format::render(self.format, record, stream).map_err(|source| EventError::Format {
-                event_id: record.event_id.clone(),
-                source,
-            })?;
+        let data = self.data(record, stream)?;
         self.build_with(record, data)
+    }
+
+    /// The event's `data`: the record in the source's payload format.
+    fn data(&self, record: &StreamRecord, stream: &StreamArn) -> Result<Vec<u8>, EventError> {
+        format::render(self.format, record, stream).map_err(|source| EventError::Format {
+            event_id: record.event_id.clone(),
+            source,
+        })
     }
 
     /// The event of `record` as [`EventFactory::build`] makes it, with its
@@ -142,10 +143,7 @@ impl EventFactory {
                 .subject(key.as_str())
                 .extension(EXT_PARTITION_KEY, key.as_str());
         }
-        if let Some(time) = record
-            .approximate_creation
-            .and_then(|t| Utc.timestamp_opt(t.secs(), t.subsec_nanos()).single())
-        {
+        if let Some(time) = time_of(record) {
             builder = builder.time(time);
         }
         for (name, value) in self.overrides.extensions() {
@@ -172,11 +170,7 @@ impl EventFactory {
         record: &StreamRecord,
         stream: &StreamArn,
     ) -> Result<RecordEvent, EventError> {
-        let data =
-            format::render(self.format, record, stream).map_err(|source| EventError::Format {
-                event_id: record.event_id.clone(),
-                source,
-            })?;
+        let data = self.data(record, stream)?;
         // Room for a key and a time beside the id and sequence number.
         let mut values = Values::with_capacity(
             record.event_id.len() + record.sequence_number.as_str().len() + 96,
@@ -188,10 +182,7 @@ impl EventFactory {
             .as_ref()
             .map(|keys| values.write(|out| key::render_into(keys, out)))
             .filter(|range| !range.is_empty());
-        let time = record
-            .approximate_creation
-            .and_then(|t| Utc.timestamp_opt(t.secs(), t.subsec_nanos()).single())
-            .map(|time| values.write(|out| rfc3339(time, out)));
+        let time = time_of(record).map(|time| values.write(|out| rfc3339(time, out)));
         let values = values.finish();
         let encode = |range, name: &HeaderName| {
             value_at(&values, range, name).map_err(|source| EventError::Encode {
@@ -230,12 +221,10 @@ impl EventFactory {
         if let Some(time) = &event.time {
             headers.insert(binary::TIME.clone(), time.clone());
         }
-        let operation = match event.operation {
-            EventName::Insert => &INSERT,
-            EventName::Modify => &MODIFY,
-            EventName::Remove => &REMOVE,
-        };
-        headers.insert(OPERATION.clone(), operation.clone());
+        headers.insert(
+            OPERATION.clone(),
+            HeaderValue::from_static(event.operation.as_str()),
+        );
         headers.insert(SEQUENCE.clone(), event.sequence.clone());
         // After this source's own, as the SDK path adds them: an override of
         // the same name replaces the source's value.
@@ -288,6 +277,12 @@ impl EventFactory {
             .unwrap_or_else(|| "malformed".to_owned());
         self.malformed(&id, &malformed.reason, &malformed.raw)
     }
+}
+
+/// The event's `time`: when the record was written, if the API said.
+fn time_of(record: &StreamRecord) -> Option<DateTime<Utc>> {
+    let time = record.approximate_creation?;
+    Utc.timestamp_opt(time.secs(), time.subsec_nanos()).single()
 }
 
 /// `time` as chrono's `to_rfc3339` writes it (what the SDK's `Event` puts in
