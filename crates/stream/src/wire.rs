@@ -54,13 +54,7 @@ impl Page {
         }
         let page: RawPage = serde_json::from_slice(body)?;
         Ok(Page {
-            records: {
-                let mut repeated = Repeated::default();
-                page.records
-                    .iter()
-                    .map(|raw| record(raw, &mut repeated))
-                    .collect()
-            },
+            records: one_by_one(&page.records),
             next_iterator: page.next_iterator,
         })
     }
@@ -219,6 +213,15 @@ struct Position {
 struct PositionChange {
     #[serde(rename = "SequenceNumber")]
     sequence_number: Option<String>,
+}
+
+/// The slow path's records, each parsed on its own by [`record`].
+fn one_by_one(records: &[Box<RawValue>]) -> Vec<Result<StreamRecord, MalformedRecord>> {
+    let mut repeated = Repeated::default();
+    records
+        .iter()
+        .map(|raw| record(raw, &mut repeated))
+        .collect()
 }
 
 /// Parses one record. A record that cannot become a [`StreamRecord`] keeps
@@ -469,11 +472,7 @@ mod tests {
     /// What the slow path makes of a page: each record parsed on its own.
     fn record_by_record(body: &str) -> Vec<Result<StreamRecord, MalformedRecord>> {
         let page: RawPage = serde_json::from_str(body).expect("a page");
-        let mut repeated = Repeated::default();
-        page.records
-            .iter()
-            .map(|raw| super::record(raw, &mut repeated))
-            .collect()
+        one_by_one(&page.records)
     }
 
     #[test]
