@@ -13,6 +13,8 @@
 NODE_NAME=127.0.0.1
 NODE_RUNTIME_CLASS=ddbsrc-host-network
 NODE_NAMESPACE_LABEL=ddbsrc-node.test/host-network
+# A labelled namespace with nothing in it, for checking that the policies apply.
+NODE_PROBE_NAMESPACE=ddbsrc-node-probe
 # Records which directory holds the one running node (see node_claim).
 NODE_ACTIVE_FILE=${DYNAMODB_SOURCE_NODE_ACTIVE_FILE:-/run/dynamodb-source-node.active}
 # The sysctls the kubelet sets (pitfall: it changes them on the host).
@@ -300,7 +302,43 @@ spec:
     namespaceSelector:
       matchLabels:
         $NODE_NAMESPACE_LABEL: "true"
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $NODE_PROBE_NAMESPACE
+  labels:
+    $NODE_NAMESPACE_LABEL: "true"
 EOF
+  # The apiserver loads admission policies in the background: a pod admitted before it has
+  # them would run unmutated, in a network namespace of its own where the apiserver is out
+  # of reach, and crash until the test gives up. Ready means a dry run comes out mutated.
+  wait_for "the host-network admission policies" "$READY_TIMEOUT" node_policies_active
+}
+
+# Whether a server-side dry run of a pod and a Deployment in a labelled namespace comes
+# out of admission with the host network and the Recreate strategy.
+node_policies_active() {
+  kc create --dry-run=server -n "$NODE_PROBE_NAMESPACE" -o jsonpath='{.spec.hostNetwork}' -f - <<EOF |
+apiVersion: v1
+kind: Pod
+metadata: {name: probe}
+spec:
+  containers: [{name: probe, image: probe.invalid/probe}]
+EOF
+    grep -qx true || return 1
+  kc create --dry-run=server -n "$NODE_PROBE_NAMESPACE" -o jsonpath='{.spec.strategy.type}' -f - <<EOF |
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probe}
+spec:
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec:
+      containers: [{name: probe, image: probe.invalid/probe}]
+EOF
+    grep -qx Recreate
 }
 
 # Our leftovers under the host paths: what was not there when the node started.

@@ -292,6 +292,7 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
     let image = node::image(cluster);
     let client = cluster.admin().await;
     let dir = tempfile::tempdir().expect("tempdir");
+    let mut report = node::FailureReport::new(cluster);
 
     // ---- helm install, with the image built here, into a `restricted` namespace.
     let release_ns = node::namespace(
@@ -300,6 +301,7 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
         &[("pod-security.kubernetes.io/enforce", "restricted")],
     )
     .await;
+    report.watch(&release_ns);
     let (repository, tag) = image.rsplit_once(':').expect("NAME:TAG");
     // No admission webhook: this node has no kube-proxy, so the API server cannot reach a
     // Service's cluster IP (and would dial it off loopback); controller_webhook proves the
@@ -315,9 +317,12 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
             &format!(
                 "image.repository={repository},image.tag={tag},metrics.port={CONTROLLER_METRICS_PORT},metrics.service.port={CONTROLLER_METRICS_PORT},logFormat=text,webhook.enabled=false"
             ),
+            // Longer than the suite's other deadlines: the controller's first pod is
+            // the node's first container, started while the rest of the suite loads
+            // the machine.
             "--wait",
             "--timeout",
-            "120s",
+            "300s",
         ],
         Some(&cluster.kubeconfig),
     );
@@ -344,6 +349,7 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
 
     // ---- A sample manifest: credentials from a Secret, moto on the host, a sink on the host.
     let ns = node::namespace(cluster, "ddbsrc-e2e", &[]).await;
+    report.watch(&ns);
     let moto = Moto::start().await;
     let arn = moto.create_table("orders", "NEW_AND_OLD_IMAGES");
     let display = Display::start(dir.path()).await;

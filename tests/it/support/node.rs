@@ -186,3 +186,82 @@ pub fn adapter_processes(namespace: &str) -> Vec<HostProcess> {
         })
         .collect()
 }
+
+/// Prints what the node and some namespaces looked like when the test fails
+/// (on drop while panicking): a pod that never became ready says why only in
+/// its status, its events and the kubelet's log, all gone with the cluster.
+pub struct FailureReport<'a> {
+    cluster: &'a Cluster,
+    namespaces: Vec<String>,
+}
+
+impl<'a> FailureReport<'a> {
+    pub fn new(cluster: &'a Cluster) -> Self {
+        Self {
+            cluster,
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// Adds a namespace to the report.
+    pub fn watch(&mut self, namespace: &str) {
+        self.namespaces.push(namespace.to_owned());
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from("==== the real node when the test failed\n");
+        let mut kubectl = |args: &[&str]| {
+            out.push_str(&format!("---- kubectl {}\n", args.join(" ")));
+            match Command::new("kubectl")
+                .env("KUBECONFIG", &self.cluster.kubeconfig)
+                .args(args)
+                .output()
+            {
+                Ok(o) => {
+                    out.push_str(&String::from_utf8_lossy(&o.stdout));
+                    out.push_str(&String::from_utf8_lossy(&o.stderr));
+                }
+                Err(e) => out.push_str(&format!("kubectl did not run: {e}\n")),
+            }
+        };
+        kubectl(&["get", "nodes", "-o", "wide"]);
+        for ns in &self.namespaces {
+            kubectl(&["get", "deploy,rs,pods", "-o", "wide", "-n", ns]);
+            kubectl(&["describe", "pods", "-n", ns]);
+            kubectl(&["get", "events", "--sort-by=.lastTimestamp", "-n", ns]);
+            kubectl(&[
+                "logs",
+                "-n",
+                ns,
+                "--all-containers",
+                "--prefix",
+                "--tail=40",
+                "-l",
+                "app.kubernetes.io/name",
+            ]);
+        }
+        for log in ["kubelet", "containerd"] {
+            let path = self.cluster.dir.join("logs").join(format!("{log}.log"));
+            out.push_str(&format!("---- last lines of {}\n", path.display()));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    for line in &lines[lines.len().saturating_sub(60)..] {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                Err(e) => out.push_str(&format!("unreadable: {e}\n")),
+            }
+        }
+        out
+    }
+}
+
+impl Drop for FailureReport<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.render());
+        }
+    }
+}
