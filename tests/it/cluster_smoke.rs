@@ -218,3 +218,60 @@ fn export_lines_of_up_are_parsed_with_shell_escapes_removed() {
     assert_eq!(cluster::export_value(out, "X").as_deref(), Some("1"));
     assert_eq!(cluster::export_value(out, "Y"), None);
 }
+
+/// Stops the cluster of a directory `up` made, when dropped (also on a failed assertion).
+struct Down(Option<String>);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::process::Command::new(crate::support::repo_path("tests/cluster/down"))
+                .arg(dir)
+                .output();
+        }
+    }
+}
+
+/// `up` checks that the components it started are still alive by their
+/// `/proc/PID/exe`. Right after the fork that is still the shell, `setsid` or
+/// `nohup`, so on a loaded machine a component whose exec was late was taken
+/// for one that had exited, with an empty log, failing every test of a run.
+/// Here every exec is late: a `nohup` first on `PATH` that sleeps before it
+/// execs the real one.
+#[test]
+fn up_waits_for_each_component_s_exec_before_checking_it_is_alive() {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v nohup"])
+        .output()
+        .expect("sh runs");
+    let nohup = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    assert!(nohup.starts_with('/'), "no nohup on PATH: {nohup:?}");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let slow = bin.path().join("nohup");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\nsleep 0.5\nexec {nohup} \"$@\"\n"),
+    )
+    .expect("write nohup");
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod nohup");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(crate::support::repo_path("tests/cluster/up"))
+        .env("PATH", path)
+        .env_remove("DYNAMODB_SOURCE_CLUSTER_DIR")
+        .output()
+        .expect("up runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _down = Down(cluster::export_value(
+        &stdout,
+        "DYNAMODB_SOURCE_CLUSTER_DIR",
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "up failed:\n{stderr}");
+    assert!(stderr.contains("cluster ready at"), "{stderr}");
+    assert!(!stderr.contains("exited unexpectedly"), "{stderr}");
+}
