@@ -127,7 +127,9 @@ async fn the_official_python_sdk_parses_every_event() {
         Duration::from_secs(60),
         async || {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
+            // Only whole lines: the display may be writing the last one.
+            let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+            let lines: Vec<serde_json::Value> = complete
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("json line"))
                 .collect();

@@ -117,11 +117,13 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// `GET http://127.0.0.1:{port}{path}`: the status and body, or `None` when
-/// nothing answers within 2 s (the processes' /metrics, /healthz, /readyz).
+/// nothing answers within 10 s (the processes' /metrics, /healthz, /readyz). A
+/// refused connection fails at once; the timeout is for a process the loaded
+/// machine has not scheduled, whose metrics would otherwise read as zero.
 pub async fn local_get(port: u16, path: &str) -> Option<(u16, String)> {
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}{path}"))
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
         .send()
         .await
         .ok()?;
