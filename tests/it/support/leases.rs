@@ -145,7 +145,10 @@ impl Replicas {
         .set("SOURCE_UID", uid)
         .set("SHARD_LEASES", "true")
         .set("RUST_LOG", "info,dynamodb_source_adapter::lease=debug")
-        .set("SHARD_LEASE_DURATION", "PT4S")
+        // Renewed every quarter of it: 8 s leaves room for an apiserver or a replica
+        // that a loaded machine stalls for seconds, which would pass a lease on by
+        // expiry where the test expects a hand-over.
+        .set("SHARD_LEASE_DURATION", "PT8S")
         .set("CHECKPOINT_INTERVAL", "PT0.2S")
         .set("SUMMARY_INTERVAL", "PT1S")
         .set("KUBECONFIG", kubeconfig.display().to_string());
