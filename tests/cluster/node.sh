@@ -197,14 +197,20 @@ protectKernelDefaults: false
 podLogsDir: $n/pod-logs
 volumePluginDir: $n/volume-plugins
 resolvConf: /etc/resolv.conf
-# Local images cannot be pulled again: never collect them; and never evict for disk.
+# Local images cannot be pulled again: never collect them. And never evict: the host's disk
+# is shared and may be nearly full (CI machines have been seen with <1% free); under a
+# threshold the kubelet taints the node disk-pressure:NoSchedule and evicts its pods, and a
+# Deployment's replacement pod then stays Pending. "0%" removes a signal's threshold (the
+# kubelet ignores 0% and 100%), so the node never reports pressure.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
-  memory.available: 1Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
+  memory.available: "0%"
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
+  pid.available: "0%"
 serializeImagePulls: false
 registerNode: true
 EOF

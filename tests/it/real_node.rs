@@ -807,3 +807,44 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
         Some(&cluster.kubeconfig),
     );
 }
+
+/// The host's disk is shared and can be nearly full (a CI run met one): a kubelet
+/// with eviction thresholds then taints its node `disk-pressure:NoSchedule` and
+/// evicts the controller, whose replacement stays Pending until helm gives up.
+/// `up --node=real` configures no thresholds; the kubelet's own account of its
+/// configuration says whether it took them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_node_has_no_eviction_thresholds_and_no_taints() {
+    if let Some(reason) = node::cannot_run_containers() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let cluster = crate::support::cluster::real_node();
+    let log_path = cluster.dir.join("logs").join("kubelet.log");
+    let log = std::fs::read_to_string(&log_path).expect("the kubelet's log");
+    let node_config = log
+        .lines()
+        .find(|l| l.contains("Creating Container Manager object based on Node Config"))
+        .expect("the kubelet logs its node config at start");
+    assert!(
+        node_config.contains(r#""HardEvictionThresholds":[]"#),
+        "the kubelet has eviction thresholds: {node_config}"
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.admin().await);
+    let node = nodes.get(node::NODE_NAME).await.expect("the node");
+    let spec = node.spec.unwrap_or_default();
+    assert_eq!(spec.taints.unwrap_or_default(), vec![], "the node's taints");
+    let pressures: Vec<String> = node
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_.ends_with("Pressure") && c.status != "False")
+        .map(|c| format!("{}={}", c.type_, c.status))
+        .collect();
+    assert_eq!(
+        pressures,
+        Vec::<String>::new(),
+        "the node's pressure conditions"
+    );
+}

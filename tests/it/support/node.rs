@@ -17,6 +17,9 @@ use super::repo_path;
 /// `:latest`, whose default pull policy is Always).
 pub const IMAGE: &str = "localhost/dynamodb-source:e2e";
 
+/// The node `up --node=real` registers (`--hostname-override`).
+pub const NODE_NAME: &str = "127.0.0.1";
+
 /// The label `up --node=real`'s admission policy looks for: pods of these
 /// namespaces run in the host's network namespace (the node's only network).
 pub const HOST_NETWORK_LABEL: &str = "ddbsrc-node.test/host-network";
@@ -224,7 +227,15 @@ impl<'a> FailureReport<'a> {
                 Err(e) => out.push_str(&format!("kubectl did not run: {e}\n")),
             }
         };
+        // First what explains a Pending pod: CI output keeps a report's head and tail.
         kubectl(&["get", "nodes", "-o", "wide"]);
+        kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} taints={.spec.taints} \
+             conditions={range .status.conditions[*]}{.type}={.status}({.reason}) {end}{'\\n'}{end}",
+        ]);
         for ns in &self.namespaces {
             kubectl(&["get", "deploy,rs,pods", "-o", "wide", "-n", ns]);
             kubectl(&["describe", "pods", "-n", ns]);
@@ -239,6 +250,18 @@ impl<'a> FailureReport<'a> {
                 "-l",
                 "app.kubernetes.io/name",
             ]);
+        }
+        let kubelet_log = self.cluster.dir.join("logs").join("kubelet.log");
+        out.push_str(&format!("---- evictions in {}\n", kubelet_log.display()));
+        if let Ok(text) = std::fs::read_to_string(&kubelet_log) {
+            for line in text
+                .lines()
+                .filter(|l| l.contains("eviction_manager"))
+                .take(20)
+            {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         for log in ["kubelet", "containerd"] {
             let path = self.cluster.dir.join("logs").join(format!("{log}.log"));
