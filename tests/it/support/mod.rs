@@ -13,19 +13,51 @@ pub mod receiver;
 pub mod rig;
 pub mod tls;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use receiver::Received;
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for another process to bind, below the
+/// kernel's ephemeral range (as `tests/cluster/up` picks its own): a port the
+/// kernel hands out for `:0` can become an outgoing connection's source port
+/// between this check and the other process's bind, and the suite makes
+/// thousands of connections. Below that range only a test can take it, and a
+/// port is handed out once per test binary.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let (lo, hi) = below_ephemeral_range();
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let span = u64::from(hi - lo) + 1;
+    for _ in 0..10_000 {
+        // std's per-process random hash keys as the randomness: no other crate.
+        let random = RandomState::new().hash_one(given.len());
+        let port = lo + u16::try_from(random % span).unwrap_or(0);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {lo}-{hi} after 10,000 tries");
+}
+
+/// The ports from 20000 up to the kernel's ephemeral range, or 10000-19999
+/// where that range starts too low to leave a thousand.
+fn below_ephemeral_range() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let hi = first_ephemeral.saturating_sub(1);
+    if hi > 21_000 {
+        (20_000, hi)
+    } else {
+        (10_000, 19_999)
+    }
 }
 
 /// Serves `app` on `listener` in the background until the returned sender
@@ -344,8 +376,7 @@ pub fn key_order_problems(arrived: &[Keyed], expected: &PerKey) -> Vec<String> {
             .filter(|(_, id)| wanted.contains(id))
             .cloned(),
     );
-    let keys: std::collections::BTreeSet<&Option<String>> =
-        expected.keys().chain(arrived.keys()).collect();
+    let keys: BTreeSet<&Option<String>> = expected.keys().chain(arrived.keys()).collect();
     let mut problems = Vec::new();
     for key in keys {
         let empty = Vec::new();
