@@ -452,6 +452,15 @@ struct Position {
     after: u128,
 }
 
+/// A period in which every call of `op` answers `fault`; it starts
+/// (`until` set) at the first such call.
+struct Window {
+    op: Op,
+    period: Duration,
+    until: Option<Instant>,
+    fault: Fault,
+}
+
 struct Service {
     region: String,
     records_per_call: usize,
@@ -463,7 +472,7 @@ struct Service {
     next_sequence: u128,
     next_id: u64,
     queued: HashMap<Op, VecDeque<Fault>>,
-    windows: Vec<(Op, Instant, Fault)>,
+    windows: Vec<Window>,
     calls: Vec<Call>,
     iterator_requests: Vec<IteratorRequest>,
     first_reads: Vec<String>,
@@ -534,11 +543,12 @@ impl Service {
             return Some(fault);
         }
         let now = Instant::now();
-        self.windows.retain(|(_, until, _)| *until > now);
+        for window in self.windows.iter_mut().filter(|w| w.op == op) {
+            window.until.get_or_insert(now + window.period);
+        }
         self.windows
-            .iter()
-            .find(|(o, _, _)| *o == op)
-            .map(|(_, _, fault)| *fault)
+            .retain(|w| w.until.is_none_or(|until| until > now));
+        self.windows.iter().find(|w| w.op == op).map(|w| w.fault)
     }
 
     fn append(&mut self, shard: &str, changes: Vec<Change>) -> Vec<Written> {
@@ -1202,11 +1212,17 @@ impl FakeStreams {
             .extend(std::iter::repeat_n(fault, n));
     }
 
-    /// Every call of `op` answers `fault` for `period` from now.
+    /// Every call of `op` answers `fault` for `period` from the first call of
+    /// `op` that no queued fault ([`Self::fail_next`]) answers: the clock
+    /// starts when the client is there, so a process slow to start on a loaded
+    /// machine does not find the window already over.
     pub fn fail_for(&self, op: Op, period: Duration, fault: Fault) {
-        self.lock()
-            .windows
-            .push((op, Instant::now() + period, fault));
+        self.lock().windows.push(Window {
+            op,
+            period,
+            until: None,
+            fault,
+        });
     }
 
     /// Leaves `shard` out of the next `n` DescribeStream answers about its
