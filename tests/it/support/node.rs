@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, Patch, PostParams};
 
 use super::cluster::Cluster;
 use super::repo_path;
@@ -130,6 +131,44 @@ pub async fn namespace(cluster: &Cluster, prefix: &str, labels: &[(&str, &str)])
         )
         .await
         .unwrap_or_else(|e| panic!("label namespace {name}: {e}"));
+    // The API server's admission sees the label through its namespace cache: a
+    // pod created a moment later could still run unmutated. Ready means a dry
+    // run of a pod and a Deployment comes out with the host network and Recreate.
+    let client = cluster.admin().await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &name);
+    let deployments = Api::<Deployment>::namespaced(client, &name);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let probe: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "probe" },
+        "spec": { "containers": [{ "name": "probe", "image": "probe.invalid/probe" }] },
+    }))
+    .expect("a pod");
+    let probe_deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "probe" },
+        "spec": {
+            "selector": { "matchLabels": { "app": "probe" } },
+            "template": {
+                "metadata": { "labels": { "app": "probe" } },
+                "spec": { "containers": [{ "name": "probe", "image": "probe.invalid/probe" }] },
+            },
+        },
+    }))
+    .expect("a Deployment");
+    super::eventually(
+        &format!("the host-network admission policies apply in {name}"),
+        super::cluster::DEADLINE,
+        async || {
+            let pod = pods.create(&dry_run, &probe).await.ok()?;
+            let deployment = deployments.create(&dry_run, &probe_deployment).await.ok()?;
+            let host_network = pod.spec?.host_network == Some(true);
+            let recreate = deployment.spec.strategy?.type_.as_deref() == Some("Recreate");
+            (host_network && recreate).then_some(())
+        },
+    )
+    .await;
     name
 }
 
