@@ -21,9 +21,6 @@ use crate::support::{eventually, seq_key};
 /// loaded, and a wait only lasts this long when something is wrong.
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// `SHUTDOWN_TIMEOUT` as [`crate::support::adapter::AdapterEnv::new`] sets it.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A rig whose sink answers as `behaviour` says.
 async fn rig_answering(table: &str, behaviour: Behaviour) -> Rig {
     Rig::with_sink(table, Receiver::start(0, behaviour).await, WITHIN).await
@@ -444,7 +441,7 @@ async fn each_event_is_counted_once_however_often_it_was_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowledged() {
     let slow = Switch::new(true);
-    let rig = rig_answering("sigterm", {
+    let mut rig = rig_answering("sigterm", {
         let slow = slow.clone();
         Arc::new(move |_, _| {
             let reply = Reply::status(202);
@@ -456,6 +453,10 @@ async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowle
         })
     })
     .await;
+    // Ample for sends of a second each even on a stalled machine, where the
+    // default 5 s would abandon them and fail the test for the machine.
+    let shutdown_timeout = Duration::from_secs(30);
+    rig.set("SHUTDOWN_TIMEOUT", "PT30S");
     let shard = rig.add_shard();
     // 5 items x 6 changes: five sends at a time, a second each.
     let written = rig.fake.append(&shard, interleaved("", 5, 6));
@@ -467,12 +468,12 @@ async fn sigterm_waits_for_the_sends_in_flight_and_checkpoints_what_was_acknowle
     })
     .await;
     let terminated = Instant::now();
-    let status = adapter.terminate(SHUTDOWN_TIMEOUT + WITHIN).await;
+    let status = adapter.terminate(shutdown_timeout + WITHIN).await;
     let took = terminated.elapsed();
     assert!(status.success(), "the adapter exits 0: {status}");
     assert!(
-        took < SHUTDOWN_TIMEOUT,
-        "the adapter exits within SHUTDOWN_TIMEOUT ({SHUTDOWN_TIMEOUT:?}), took {took:?}"
+        took < shutdown_timeout,
+        "the adapter exits within SHUTDOWN_TIMEOUT ({shutdown_timeout:?}), took {took:?}"
     );
     let log = adapter.logs();
     assert!(

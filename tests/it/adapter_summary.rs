@@ -84,13 +84,14 @@ async fn the_summary_sits_next_to_the_checkpoint_and_counts_what_was_delivered()
     let sink = Receiver::accepting().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let env = in_cluster(&sink, &fake, dir.path(), &ns);
-    let mut adapter = AdapterProcess::spawn(&env, dir.path());
-    adapter.wait_ready().await;
-
+    // Before the spawn: a summary can be written while the test waits for readiness.
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs() as i64;
+    let mut adapter = AdapterProcess::spawn(&env, dir.path());
+    adapter.wait_ready().await;
+
     let summary = summary_when(&api, "a summary counting every record", |s| {
         s.records_delivered == written.len() as u64 && s.last_delivery_at.is_some()
     })

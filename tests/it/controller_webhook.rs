@@ -36,7 +36,12 @@ struct Registration {
 
 impl Registration {
     async fn new(cluster: &Cluster, ns: &str, port: u16, ca_pem: &str) -> Registration {
-        let objects = crate::chart::render(&["--set", "webhook.failurePolicy=Fail"]);
+        // The chart's 5 s timeout, with Fail, would refuse a valid write whenever the
+        // loaded test machine stalls the controller that long: the test gives 30 s.
+        let objects = crate::chart::render(&[
+            "--set",
+            "webhook.failurePolicy=Fail,webhook.timeoutSeconds=30",
+        ]);
         let mut configuration = objects
             .into_iter()
             .find(|o| o["kind"] == "ValidatingWebhookConfiguration")

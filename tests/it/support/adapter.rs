@@ -123,6 +123,17 @@ impl AdapterProcess {
         super::sample(&self.metrics().await, sample).unwrap_or(0.0)
     }
 
+    /// Waits until one sample reads `value`: the adapter counts an outcome
+    /// once it has read the peer's answer, which can be after the peer logged
+    /// the request the test saw.
+    pub async fn wait_metric(&self, sample: &str, value: f64) {
+        let what = format!("{sample} to read {value}");
+        eventually(&what, Duration::from_secs(60), async || {
+            (self.metric(sample).await == value).then_some(())
+        })
+        .await;
+    }
+
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
