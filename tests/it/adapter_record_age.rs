@@ -74,16 +74,12 @@ async fn records_older_than_the_limit_go_to_the_dead_letter_sink_as_expired() {
         sink.requests().len() >= written.len(),
         "the sink was tried before the records expired"
     );
-    // Counted once the dead-letter sink's answer is read, which can come after
-    // the sink has logged the request.
-    eventually("every expired record counted", WITHIN, async || {
-        (adapter
-            .metric("dynamodb_source_dead_lettered_total{reason=\"expired\"}")
-            .await
-            == written.len() as f64)
-            .then_some(())
-    })
-    .await;
+    adapter
+        .wait_metric(
+            "dynamodb_source_dead_lettered_total{reason=\"expired\"}",
+            written.len() as f64,
+        )
+        .await;
     assert!(adapter.terminate(WITHIN).await.success());
 }
 
@@ -109,14 +105,12 @@ async fn without_a_dead_letter_sink_expired_records_are_logged_counted_and_passe
         },
     )
     .await;
-    eventually("every expired record counted", WITHIN, async || {
-        (adapter
-            .metric("dynamodb_source_events_total{result=\"expired\"}")
-            .await
-            == written.len() as f64)
-            .then_some(())
-    })
-    .await;
+    adapter
+        .wait_metric(
+            "dynamodb_source_events_total{result=\"expired\"}",
+            written.len() as f64,
+        )
+        .await;
     let log = adapter.logs();
     for record in &written {
         assert!(
