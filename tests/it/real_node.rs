@@ -284,11 +284,9 @@ async fn arrived(display: &Display, expected: &[String], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_helm_install_to_cloudevents_on_a_real_node() {
-    if let Some(reason) = node::cannot_run_containers() {
-        eprintln!("skipped: {reason}");
+    let Some(cluster) = node::real_node_or_skip() else {
         return;
-    }
-    let cluster = crate::support::cluster::real_node();
+    };
     let image = node::image(cluster);
     let client = cluster.admin().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -815,11 +813,9 @@ async fn from_helm_install_to_cloudevents_on_a_real_node() {
 /// configuration says whether it took them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_node_has_no_eviction_thresholds_and_no_taints() {
-    if let Some(reason) = node::cannot_run_containers() {
-        eprintln!("skipped: {reason}");
+    let Some(cluster) = node::real_node_or_skip() else {
         return;
-    }
-    let cluster = crate::support::cluster::real_node();
+    };
     let log_path = cluster.dir.join("logs").join("kubelet.log");
     let log = std::fs::read_to_string(&log_path).expect("the kubelet's log");
     let node_config = log

@@ -50,6 +50,17 @@ pub fn cannot_run_containers() -> Option<String> {
     None
 }
 
+/// The cluster with the real node ([`super::cluster::real_node`]), or `None`
+/// with the reason printed where this machine cannot run containers: the
+/// test is then skipped.
+pub fn real_node_or_skip() -> Option<&'static Cluster> {
+    if let Some(reason) = cannot_run_containers() {
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    Some(super::cluster::real_node())
+}
+
 /// Why this machine cannot build images with buildah (as root, with a private
 /// vfs store), or `None`. A missing buildah is a failure, not a reason to
 /// skip: `tests/cluster/node-deps` installs it (`make test` runs it).
